@@ -1,0 +1,48 @@
+"""Conditional GAN on Fashion-MNIST (MLP generator and discriminator): the project's main job.
+
+Run:      python launch.py --config=configs/cgan.py            (workdir runs/cgan)
+Sample:   python launch.py --config=configs/cgan.py --mode=sample --labels=0,3,9 --num_per_class=8
+Expect:   30 epochs; sample grids in runs/cgan/samples/, then results.json with conditional
+          accuracy, classifier-space FID, class entropy and CAS (see README for measured values).
+Smoke:    python launch.py --config=configs/cgan.py:smoke --workdir=/tmp/cgan
+"""
+
+from aml2_jax.config_base import base_config
+
+
+def get_config(variant: str = ''):
+  config = base_config('cgan')
+  config.num_epochs = 30
+  config.batch_size = 64
+  config.steps_per_call = 32
+  config.model = dict(
+      latent_dim=100,  # Noise vector length.
+      embed_dim=10,  # Label embedding size, in both nets.
+      g_hidden=(256, 512, 1024),  # Generator dense widths (LeakyReLU 0.2), then 784 + tanh.
+      d_hidden=(1024, 512, 256),  # Discriminator dense widths (LeakyReLU 0.2 + dropout), then 1.
+      dropout=0.3,  # Discriminator dropout.
+      dtype='float32',  # Matmul dtype: 'bfloat16' is an option for accelerators.
+  )
+  config.optim = dict(
+      learning_rate=1e-4,  # Adam, both nets (the study's value).
+      b1=0.5,  # Adam beta1. The study left it unstated; 0.5 is the DCGAN choice (see README).
+      b2=0.999,  # Adam beta2.
+      real_label=1.0,  # Target for real images in D's loss; 0.9 = one-sided label smoothing.
+  )
+  config.eval = dict(
+      num_per_class=1000,  # Generated images per class for conditional accuracy, FID, entropy.
+      cas_num_per_class=6000,  # Generated training images per class for the CAS classifier.
+      classifier_workdir='',  # The judging classifier's workdir ('' = <workdir>/../fmnist_classifier).
+      classifier_variant='',  # Its config variant ('smoke' for tests).
+  )
+  config.data.limit = 0  # Train on the first N images only (0 = all 60,000); for smoke runs.
+  if variant == 'smoke':
+    config.num_epochs = 1
+    config.data.limit = 640
+    config.steps_per_call = 4
+    config.eval.num_per_class = 20
+    config.eval.cas_num_per_class = 20
+    config.eval.classifier_variant = 'smoke'
+  elif variant:
+    raise ValueError(f'unknown variant {variant!r}; use "smoke" or none')
+  return config

@@ -1,0 +1,81 @@
+"""Entry point: `python launch.py --config=configs/<name>.py [--workdir=DIR] [--mode=MODE]`.
+
+Config fields are overridden with `--config.field=value`; `--config=configs/<name>.py:smoke`
+picks the tiny variant. Modes: train (default, resumes from the workdir), eval, summary, and
+the experiment's own (sample, predict). Problems a user can fix print one line and exit 2.
+"""
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config name>).')
+_MODE = flags.DEFINE_string('mode', 'train', 'train | eval | summary | sample | predict.')
+_VERBOSE = flags.DEFINE_bool('verbose', False, 'Show tracebacks and library logs.')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False,
+                                 'Call jax.distributed.initialize() (multi-host runs).')
+_TEXT = flags.DEFINE_multi_string('text', [], 'predict: a message to classify (repeatable).')
+_INPUT = flags.DEFINE_string('input', '', 'predict: a UTF-8 file, one message per line.')
+_PROMPT = flags.DEFINE_string('prompt', '', 'sample (textgen): text to continue.')
+_LENGTH = flags.DEFINE_integer('length', 200, 'sample (textgen): characters to generate.')
+_TEMPERATURE = flags.DEFINE_float('temperature', 1.0, 'sample (textgen): 0 means greedy.')
+_STOP_AT_END = flags.DEFINE_bool('stop_at_end', True,
+                                 'sample (textgen): stop at the end-of-message character.')
+_SEED = flags.DEFINE_integer('seed', 0, 'sample: sampling seed.')
+_LABELS = flags.DEFINE_list('labels', [], 'sample (cgan): classes to draw, e.g. 0,3,9.')
+_NUM_PER_CLASS = flags.DEFINE_integer('num_per_class', 10, 'sample (cgan): images per class.')
+_OUT = flags.DEFINE_string('out', '', 'sample (cgan): output PNG path.')
+
+
+def _config_name() -> str:
+  path = config_flags.get_config_filename(flags.FLAGS['config'])
+  name = Path(path.split(':')[0]).stem
+  variant = path.split(':')[1] if ':' in path else ''
+  return f'{name}_{variant}' if variant else name
+
+
+def _mode_options():
+  from aml2_jax.errors import UserError
+  from aml2_jax.experiments import ModeOptions
+  try:
+    labels = tuple(int(label) for label in _LABELS.value)
+  except ValueError as e:
+    raise UserError(f'--labels={",".join(_LABELS.value)} must be integers 0-9, e.g. 0,3,9.') from e
+  return ModeOptions(text=tuple(_TEXT.value), input=_INPUT.value, prompt=_PROMPT.value,
+                     length=_LENGTH.value, temperature=_TEMPERATURE.value,
+                     stop_at_end=_STOP_AT_END.value, seed=_SEED.value, labels=labels,
+                     num_per_class=_NUM_PER_CLASS.value, out=_OUT.value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not _VERBOSE.value:
+    logging.set_verbosity(logging.ERROR)  # orbax and absl chatter hides the progress bars.
+  # Imported here so that `--help` and flag errors answer before JAX loads.
+  from aml2_jax import experiments, workdir as workdir_lib
+  from aml2_jax.errors import UserError
+  from aml2_jax.train_loop import Interrupted
+  try:
+    if _DISTRIBUTED.value:
+      import jax
+      jax.distributed.initialize()
+    workdir = workdir_lib.prepare_workdir(_WORKDIR.value or f'runs/{_config_name()}')
+    experiments.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
+  except UserError as e:
+    if _VERBOSE.value:
+      raise
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except Interrupted as e:
+    print(f'stopped: {e}', file=sys.stderr)
+    sys.exit(130)
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)
