@@ -32,7 +32,7 @@ REPO_DATA_DIR = Path(__file__).resolve().parent.parent / 'data'
 
 _CHUNK_BYTES = 1 << 16
 _TIMEOUT_S = 60
-_WHERE = f'set {ENV_VAR} or config.data_dir to a data root with <dataset>/ folders'
+_WHERE = f'set {ENV_VAR} or config.data.dir to a data root with <dataset>/ folders'
 
 
 def find_data_file(dataset_subdir: str,
