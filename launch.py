@@ -5,6 +5,7 @@ picks the tiny variant. Modes: train (default, resumes from the workdir), eval, 
 the experiment's own (sample, predict). Problems a user can fix print one line and exit 2.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -51,6 +52,28 @@ def _mode_options():
                      num_per_class=_NUM_PER_CLASS.value, out=_OUT.value)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, but a bad flag or config override is one line on stderr and exit 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    print(f'error: {_flag_error_line(e)}; see --helpshort and the config file\'s fields.',
+          file=sys.stderr)
+    sys.exit(2)
+
+
+def _flag_error_line(error: Exception) -> str:
+  text = str(error)
+  if isinstance(error, (AttributeError, KeyError)):  # config_flags: a misspelt field.
+    field = re.search(r"'\\?'?([\w.]+)", text)
+    hint = re.search(r'Did you mean "([\w.]+)"', text)
+    return (f'the config has no field {field.group(1) if field else text!r}'
+            + (f' (did you mean {hint.group(1)!r}?)' if hint else ''))
+  if 'Traceback' in text:  # An exception inside the config file: keep its last line.
+    text = f'{text.split(":")[0]}: ' + [l for l in text.splitlines() if l.strip()][-1]
+  return ' '.join(text.split())
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -78,4 +101,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

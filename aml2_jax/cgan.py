@@ -174,6 +174,9 @@ def train(config, workdir: Path, options=None) -> dict:
       ckpt.close()
     train_seconds = time.time() - start
     plots.plot_curves(workdir, ['train_d_loss', 'train_g_loss', 'train_d_real', 'train_d_fake'])
+    print(f'trained in {train_seconds:.0f} s; samples in {workdir / "samples"}')
+    if not config.eval.after_training:
+      return {}
     return _evaluate_and_write(config, workdir, state.g_params, data,
                                {'train_wall_s': round(train_seconds, 1)})
 
@@ -226,23 +229,9 @@ def _evaluate_and_write(config, workdir: Path, g_params, data, extra: dict) -> d
   clf_config, predict = _classifier(config, workdir)
   generate = make_generate(config, g_params)
   labels = class_grid_labels(range(NUM_CLASSES), config.eval.num_per_class)
-  fake = generate(labels, seed=config.seed + 1)
-  fake_logits, fake_features = predict(fake)
-  test_logits, test_features = predict(data.test_images)
-  subset = np.random.default_rng(config.seed).choice(len(data.train_images), len(data.test_images),
-                                                     replace=len(data.train_images) < len(data.test_images))
-  _, train_features = predict(data.train_images[subset])
-  predicted = fake_logits.argmax(-1)
-  per_class = gan_metrics.per_class_accuracy(predicted, labels)
   results = {
       **extra,
-      'conditional_accuracy': gan_metrics.conditional_accuracy(predicted, labels),
-      'classifier_test_accuracy': gan_metrics.conditional_accuracy(test_logits.argmax(-1),
-                                                                   data.test_labels),
-      'fid': gan_metrics.frechet_distance(fake_features, test_features),
-      'fid_train_vs_test': gan_metrics.frechet_distance(train_features, test_features),
-      'class_entropy': gan_metrics.class_entropy(predicted),
-      'per_class_accuracy': dict(zip(fmnist_data.CLASS_NAMES, per_class.round(4).tolist())),
+      **quality_metrics(predict, generate(labels, seed=config.seed + 1), labels, data, config.seed),
       'cas_accuracy': _cas_accuracy(config, clf_config, workdir, generate, data),
       'num_params_generator': param_summary.count_params(g_params),
       'fid_note': "FID in the project's Fashion-MNIST classifier feature space, not Inception.",
@@ -250,6 +239,25 @@ def _evaluate_and_write(config, workdir: Path, g_params, data, extra: dict) -> d
   write_json(workdir / 'results.json', results)
   _print_results(results)
   return results
+
+
+def quality_metrics(predict, images: np.ndarray, labels: np.ndarray, data, seed: int) -> dict:
+  """How the judge sees `images` [n, 28, 28] uint8 made for `labels` [n], against real data."""
+  logits, features = predict(images)
+  test_logits, test_features = predict(data.test_images)
+  subset = np.random.default_rng(seed).permutation(len(data.train_images))[:len(data.test_images)]
+  _, train_features = predict(data.train_images[subset])
+  predicted = logits.argmax(-1)
+  per_class = gan_metrics.per_class_accuracy(predicted, labels)
+  return {
+      'conditional_accuracy': gan_metrics.conditional_accuracy(predicted, labels),
+      'classifier_test_accuracy': gan_metrics.conditional_accuracy(test_logits.argmax(-1),
+                                                                   data.test_labels),
+      'fid': gan_metrics.frechet_distance(features, test_features),
+      'fid_train_vs_test': gan_metrics.frechet_distance(train_features, test_features),
+      'class_entropy': gan_metrics.class_entropy(predicted),
+      'per_class_accuracy': dict(zip(fmnist_data.CLASS_NAMES, per_class.round(4).tolist())),
+  }
 
 
 def _cas_accuracy(config, clf_config, workdir: Path, generate, data) -> float:

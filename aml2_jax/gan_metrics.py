@@ -4,6 +4,8 @@ FID here is computed in the project's own Fashion-MNIST classifier's feature spa
 comparable across runs of this project only, never with Inception-FID figures.
 """
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
@@ -13,7 +15,9 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
   a, b = features_a.astype(np.float64), features_b.astype(np.float64)
   mu_a, mu_b = a.mean(0), b.mean(0)
   cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  covmean, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
+  with warnings.catch_warnings():  # Dead ReLU features make the product singular: handled below.
+    warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
+    covmean, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
   if not np.isfinite(covmean).all():  # Near-singular product: regularise, as the reference FID does.
     offset = np.eye(len(cov_a)) * 1e-6
     covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))

@@ -30,6 +30,7 @@ def get_config(variant: str = ''):
       real_label=1.0,  # Target for real images in D's loss; 0.9 = one-sided label smoothing.
   )
   config.eval = dict(
+      after_training=True,  # Measure quality (below) when training ends; else run --mode=eval.
       num_per_class=1000,  # Generated images per class for conditional accuracy, FID, entropy.
       cas_num_per_class=6000,  # Generated training images per class for the CAS classifier.
       classifier_workdir='',  # The judging classifier's workdir ('' = <workdir>/../fmnist_classifier).

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny data sets written by the tests, and a way to run the launcher."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope='session')
+def tiny_fmnist_root(tmp_path_factory) -> Path:
+  """A data root with a tiny Fashion-MNIST in the Kaggle CSV format: 640 train, 200 test images.
+
+  Each class is a distinct blob pattern plus noise, so a classifier can learn it in a few steps.
+  """
+  root = tmp_path_factory.mktemp('fmnist_root')
+  folder = root / 'fashion_mnist'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  prototypes = rng.integers(0, 256, (10, 784))
+  for name, num in (('fashion-mnist_train.csv', 640), ('fashion-mnist_test.csv', 200)):
+    labels = np.arange(num) % 10
+    pixels = np.clip(prototypes[labels] + rng.integers(-40, 41, (num, 784)), 0, 255)
+    header = 'label,' + ','.join(f'pixel{i}' for i in range(1, 785))
+    rows = [','.join(map(str, [label, *row])) for label, row in zip(labels, pixels)]
+    (folder / name).write_text(header + '\n' + '\n'.join(rows) + '\n')
+  return root
+
+
+def launch(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+  """Runs `python launch.py ARGS` in a fresh process from the repo root."""
+  full_env = {**os.environ, **(env or {})}
+  return subprocess.run([sys.executable, str(REPO / 'launch.py'), *args], cwd=REPO, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)
