@@ -147,6 +147,7 @@ def train(task: TrainTask, config, ckpt: Checkpointer, logger: MetricLogger) -> 
   if steps_per_epoch == 0:
     raise UserError(f'config.batch_size={config.batch_size} is larger than the '
                     f'{task.num_examples} training examples; lower it.')
+  print(f'training on {mesh.size} device(s) ({jax.devices()[0].platform}), data parallel')
   data = sharding.replicate(task.data, mesh)
   sums = zero_sums(task.train_step, task.state, data, config.batch_size)
   state, sums = sharding.replicate((task.state, sums), mesh)

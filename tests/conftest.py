@@ -36,3 +36,34 @@ def launch(*args: str, env: dict | None = None, timeout: int = 300) -> subproces
   full_env = {**os.environ, **(env or {})}
   return subprocess.run([sys.executable, str(REPO / 'launch.py'), *args], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def cgan_cli_args(workdir: Path, data_root: Path, epochs: int) -> list[str]:
+  """A tiny cGAN training run on the tiny data, with checkpoints every 3 steps."""
+  return ['--config=configs/cgan.py:smoke', f'--workdir={workdir}', f'--config.data.dir={data_root}',
+          '--noconfig.eval.after_training', f'--config.num_epochs={epochs}',
+          '--config.steps_per_call=1', '--config.checkpoint_every_steps=3']
+
+
+_DUMP = """
+import sys, numpy as np, jax
+sys.path.insert(0, {repo!r})
+from aml2_jax import cgan
+from aml2_jax.checkpointing import Checkpointer, abstract_like
+from aml2_jax.config_files import load_config
+config = load_config('cgan', 'smoke')
+ckpt = Checkpointer({ckpt_dir!r})
+abstract = abstract_like(jax.eval_shape(lambda: cgan.create_state(config)))
+state = ckpt.restore(ckpt.latest_step(), {{'state': abstract}})['state']
+np.savez({out!r}, *[np.asarray(x) for x in jax.tree.leaves(state)])
+"""
+
+
+def checkpoint_leaves(workdir: Path, tmp_path: Path, env: dict | None = None) -> list[np.ndarray]:
+  """Every array of a cGAN smoke run's latest checkpoint, restored in a fresh process."""
+  out = tmp_path / f'{workdir.name}_leaves.npz'
+  code = _DUMP.format(repo=str(REPO), ckpt_dir=str(workdir / 'checkpoints'), out=str(out))
+  subprocess.run([sys.executable, '-c', code], check=True, capture_output=True,
+                 env={**os.environ, **(env or {})})
+  with np.load(out) as npz:
+    return [npz[k] for k in sorted(npz.files, key=lambda k: int(k.split('_')[1]))]

@@ -16,13 +16,12 @@ import numpy as np
 import optax
 import pytest
 
-from aml2_jax import cgan, train_loop
+from aml2_jax import train_loop
 from aml2_jax.checkpointing import Checkpointer
 from aml2_jax.config_base import base_config
-from aml2_jax.config_files import load_config
 from aml2_jax.metrics_logging import MetricLogger
 from aml2_jax.train_state import apply_gradients, create_train_state, step_key
-from conftest import REPO, launch
+from conftest import REPO, cgan_cli_args, checkpoint_leaves, launch
 
 TX = optax.sgd(0.05)
 
@@ -129,51 +128,23 @@ def test_a_changed_model_config_is_refused_and_nothing_is_overwritten(tmp_path):
   ckpt.close()
 
 
-_DUMP = '''
-import sys, numpy as np, jax
-sys.path.insert(0, {repo!r})
-from aml2_jax import cgan
-from aml2_jax.checkpointing import Checkpointer, abstract_like
-from aml2_jax.config_files import load_config
-config = load_config('cgan', 'smoke')
-ckpt = Checkpointer({ckpt_dir!r})
-state = ckpt.restore(ckpt.latest_step(), {{'state': abstract_like(jax.eval_shape(lambda: cgan.create_state(config)))}})['state']
-leaves = jax.tree.leaves(state)
-np.savez({out!r}, *[np.asarray(x) for x in leaves])
-'''
-
-
-def _cgan_args(workdir, data_root, epochs):
-  return ['--config=configs/cgan.py:smoke', f'--workdir={workdir}', f'--config.data.dir={data_root}',
-          '--noconfig.eval.after_training', f'--config.num_epochs={epochs}',
-          '--config.steps_per_call=1', '--config.checkpoint_every_steps=3']
-
-
-def _final_leaves(workdir, tmp_path):
-  out = tmp_path / f'{workdir.name}.npz'
-  code = _DUMP.format(repo=str(REPO), ckpt_dir=str(workdir / 'checkpoints'), out=str(out))
-  subprocess.run([sys.executable, '-c', code], check=True, capture_output=True)
-  with np.load(out) as npz:
-    return [npz[k] for k in sorted(npz.files, key=lambda k: int(k.split('_')[1]))]
-
-
 def test_cgan_killed_mid_epoch_resumes_to_identical_params(tiny_fmnist_root, tmp_path):
   """SIGKILL at a random point after the first mid-epoch checkpoint; the restart must end with
   exactly the params, optimizer state and metrics of a run that was never interrupted."""
   straight = tmp_path / 'straight'
-  assert launch(*_cgan_args(straight, tiny_fmnist_root, 2)).returncode == 0
+  assert launch(*cgan_cli_args(straight, tiny_fmnist_root, 2)).returncode == 0
   killed = tmp_path / 'killed'
   proc = subprocess.Popen([sys.executable, str(REPO / 'launch.py'),
-                           *_cgan_args(killed, tiny_fmnist_root, 2)], cwd=REPO,
+                           *cgan_cli_args(killed, tiny_fmnist_root, 2)], cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 120
   while not (killed / 'checkpoints' / '3').is_dir() and time.time() < deadline:
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed = launch(*_cgan_args(killed, tiny_fmnist_root, 2))
+  resumed = launch(*cgan_cli_args(killed, tiny_fmnist_root, 2))
   assert resumed.returncode == 0, resumed.stderr[-2000:]
-  for a, b in zip(_final_leaves(straight, tmp_path), _final_leaves(killed, tmp_path), strict=True):
+  for a, b in zip(checkpoint_leaves(straight, tmp_path), checkpoint_leaves(killed, tmp_path), strict=True):
     np.testing.assert_array_equal(a, b)
   last = lambda d: json.loads((d / 'metrics.jsonl').read_text().splitlines()[-1])
   assert last(straight) == last(killed)
@@ -182,7 +153,7 @@ def test_cgan_killed_mid_epoch_resumes_to_identical_params(tiny_fmnist_root, tmp
 def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_fmnist_root, tmp_path):
   workdir = tmp_path / 'run'
   proc = subprocess.Popen([sys.executable, str(REPO / 'launch.py'),
-                           *_cgan_args(workdir, tiny_fmnist_root, 50)], cwd=REPO,
+                           *cgan_cli_args(workdir, tiny_fmnist_root, 50)], cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 120
   while not (workdir / 'checkpoints' / '3').is_dir() and time.time() < deadline:
