@@ -141,7 +141,7 @@ def _meta(config) -> dict:
   return {'experiment': 'cgan', 'model': config.model.to_dict()}
 
 
-def _load_images(config) -> fmnist_data.FashionMnist:
+def load_data(config) -> fmnist_data.FashionMnist:
   data = fmnist_data.load_fashion_mnist(config.data.dir)
   if config.data.limit:
     data = fmnist_data.FashionMnist(data.train_images[:config.data.limit],
@@ -150,20 +150,26 @@ def _load_images(config) -> fmnist_data.FashionMnist:
   return data
 
 
+def build_task(config, data: fmnist_data.FashionMnist, workdir: Path | None = None):
+  """The training task for the shared loop (also what the benchmark times)."""
+  g, d = build_models(config)
+  step = functools.partial(train_step, g=g, d=d, tx=make_tx(config),
+                           latent_dim=config.model.latent_dim, real_label=config.optim.real_label)
+  report = functools.partial(_report_epoch, config, workdir) if workdir else None
+  return train_loop.TrainTask(
+      state=create_state(config), train_step=step,
+      data={'images': data.train_images.reshape(-1, IMAGE_PIXELS),
+            'labels': data.train_labels.astype(np.int32)},
+      num_examples=len(data.train_labels), meta=_meta(config),
+      **({'report_epoch': report} if report else {}))
+
+
 def train(config, workdir: Path, options=None) -> dict:
   """Trains (resuming if possible), then measures the generator's quality into results.json."""
   with WorkdirLock(workdir):
     write_config(workdir, config)
-    data = _load_images(config)
-    g, d = build_models(config)
-    step = functools.partial(train_step, g=g, d=d, tx=make_tx(config),
-                             latent_dim=config.model.latent_dim, real_label=config.optim.real_label)
-    task = train_loop.TrainTask(
-        state=create_state(config), train_step=step,
-        data={'images': data.train_images.reshape(-1, IMAGE_PIXELS),
-              'labels': data.train_labels.astype(np.int32)},
-        num_examples=len(data.train_labels), meta=_meta(config),
-        report_epoch=functools.partial(_report_epoch, config, workdir))
+    data = load_data(config)
+    task = build_task(config, data, workdir)
     ckpt = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
     logger = MetricLogger(workdir)
     start = time.time()
@@ -208,7 +214,7 @@ def restore_generator(config, workdir: Path):
 def evaluate(config, workdir: Path, options=None) -> dict:
   g_params = restore_generator(config, workdir)
   with WorkdirLock(workdir):
-    return _evaluate_and_write(config, workdir, g_params, _load_images(config), {})
+    return _evaluate_and_write(config, workdir, g_params, load_data(config), {})
 
 
 def _classifier(config, workdir: Path):

@@ -1,0 +1,147 @@
+"""Training-speed benchmark of every model: `python -m aml2_jax.bench [--models=..] [--out=FILE]`.
+
+For each model, at its config's batch size and on its real data, it times the experiment's own
+jitted train chunk driven the way `train_loop` drives it (host-side slicing of the epoch order and
+the transfer of batch indices included), in a fresh process per model so that peak RSS is that
+model's alone. FLOPs per step come from XLA's cost analysis of one lowered step, with the
+recurrent scan unrolled for the count (XLA counts a loop body once); utilisation is achieved
+GFLOP/s over the matmul rate measured in the same process at the step's dominant matmul shape.
+"""
+
+import importlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_MODELS = flags.DEFINE_list('models', ['spam_rnn', 'spam_lstm', 'textgen_rnn', 'textgen_lstm', 'cgan'],
+                            'Models (config names) to benchmark.')
+_OUT = flags.DEFINE_string('out', '', 'Write the JSON list here too.')
+_TINY = flags.DEFINE_bool('tiny', False, 'Smoke configs and short repeats (for tests).')
+_CHILD = flags.DEFINE_string('child', '', 'Internal: benchmark this one model and print JSON.')
+
+# config name -> (experiment module, dominant matmul [m, k, n] of its step at the config's batch).
+MODELS = {
+    'spam_rnn': ('aml2_jax.spam', (32, 32, 32)),  # Recurrent step: [batch, units] @ [units, units].
+    'spam_lstm': ('aml2_jax.spam', (32, 32, 128)),  # [batch, units] @ [units, 4 units].
+    'textgen_rnn': ('aml2_jax.textgen', (128, 278, 278)),
+    'textgen_lstm': ('aml2_jax.textgen', (128, 128, 512)),
+    'cgan': ('aml2_jax.cgan', (128, 794, 1024)),  # D's first layer on real + fake.
+}
+
+
+def matmul_gflops(m: int, k: int, n: int, seconds: float) -> float:
+  """The machine's f32 matmul rate at one shape (best of repeated timed runs)."""
+  import jax
+  import jax.numpy as jnp
+  a, b = jnp.ones((m, k)), jnp.ones((k, n))
+  # Several independent products per call, so dispatch does not dominate tiny shapes.
+  reps = max(1, int(2e8 // (2 * m * k * n)))
+  f = jax.jit(lambda a, b: jax.lax.fori_loop(0, reps, lambda i, acc: acc + (a + i) @ b,
+                                             jnp.zeros((m, n))))
+  f(a, b).block_until_ready()
+  best, deadline = float('inf'), time.perf_counter() + seconds
+  while time.perf_counter() < deadline:
+    start = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * m * k * n * reps / best / 1e9
+
+
+def step_flops(module, config, data) -> float:
+  """XLA's FLOP count of one train step, with any recurrent scan fully unrolled for counting."""
+  import jax
+  import jax.numpy as jnp
+  counting = config.copy_and_resolve_references()
+  if 'unroll' in counting.get('model', {}):
+    counting.unlock()
+    counting.model.unroll = 1 << 12  # More than any sequence length: every step counted.
+  task = module.build_task(counting, data)
+  batch_idx = jnp.zeros((config.batch_size,), jnp.int32)
+  cost = jax.jit(task.train_step).lower(task.state, task.data, batch_idx).cost_analysis()
+  return float(cost['flops'])
+
+
+def bench_one(name: str, tiny: bool) -> dict:
+  """Benchmarks one model in this process; returns its JSON record."""
+  import jax
+  from aml2_jax import sharding, train_loop
+  from aml2_jax.config_files import load_config
+  module_name, shape = MODELS[name]
+  module = importlib.import_module(module_name)
+  config = load_config(name, 'smoke' if tiny else '')
+  seconds, repeats = (0.2, 3) if tiny else (5.0, 3)
+  data = module.load_data(config)
+  task = module.build_task(config, data)
+  mesh = sharding.data_mesh()
+  device_data = sharding.replicate(task.data, mesh)
+  sums = train_loop.zero_sums(task.train_step, task.state, device_data, config.batch_size)
+  state, sums = sharding.replicate((task.state, sums), mesh)
+  chunk = train_loop.make_train_chunk(task.train_step)
+  order = train_loop.epoch_order(config.seed, 0, task.num_examples, config.batch_size)
+  n = min(config.steps_per_call, len(order))
+  batch = lambda i: sharding.shard_batch_axis(order[(i * n) % (len(order) - n + 1):][:n], mesh, 1)
+
+  start = time.perf_counter()
+  compiled = chunk.lower(state, sums, device_data, batch(0)).compile()
+  compile_s = time.perf_counter() - start
+  state, sums, last = compiled(state, sums, device_data, batch(0))  # Warm-up.
+  jax.block_until_ready(last)
+  step_ms = []
+  for _ in range(repeats):
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+      state, sums, last = compiled(state, sums, device_data, batch(calls))
+      calls += 1
+    jax.block_until_ready(last)
+    step_ms.append((time.perf_counter() - start) / (calls * n) * 1000)
+  ms = statistics.median(step_ms)
+  flops = step_flops(module, config, data)
+  peak = matmul_gflops(*shape, seconds=min(seconds, 2.0))
+  achieved = flops / (ms / 1000) / 1e9
+  return {'model': name, 'batch_size': config.batch_size, 'steps_per_call': n,
+          'compile_s': round(compile_s, 2), 'ms_per_step': round(ms, 3),
+          'samples_per_s': round(config.batch_size / (ms / 1000), 1),
+          'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+          'flops_per_step': flops, 'achieved_gflops': round(achieved, 2),
+          'peak_gflops': round(peak, 2), 'utilisation': round(achieved / peak, 3),
+          'device': jax.devices()[0].device_kind, 'repeats_ms': [round(t, 3) for t in step_ms]}
+
+
+def print_table(records: list[dict]) -> None:
+  print(f'{"model":<14}{"batch":>6}{"compile s":>10}{"ms/step":>10}{"samples/s":>11}'
+        f'{"RSS MB":>8}{"GFLOP/s":>9}{"peak":>8}{"util":>7}')
+  for r in records:
+    print(f'{r["model"]:<14}{r["batch_size"]:>6}{r["compile_s"]:>10.1f}{r["ms_per_step"]:>10.2f}'
+          f'{r["samples_per_s"]:>11,.0f}{r["peak_rss_mb"]:>8.0f}{r["achieved_gflops"]:>9.1f}'
+          f'{r["peak_gflops"]:>8.1f}{r["utilisation"]:>7.2f}')
+
+
+def main(argv):
+  del argv
+  if _CHILD.value:
+    print(json.dumps(bench_one(_CHILD.value, _TINY.value)))
+    return
+  unknown = [m for m in _MODELS.value if m not in MODELS]
+  if unknown:
+    sys.exit(f'error: unknown models {unknown}; choose from {", ".join(MODELS)}')
+  records = []
+  for name in _MODELS.value:
+    args = [sys.executable, '-m', 'aml2_jax.bench', f'--child={name}'] + (['--tiny'] if _TINY.value else [])
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode:
+      sys.exit(f'error: benchmarking {name} failed:\n{result.stderr[-3000:]}')
+    records.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    print(f'{name}: {records[-1]["ms_per_step"]:.2f} ms/step', file=sys.stderr)
+  print_table(records)
+  if _OUT.value:
+    with open(_OUT.value, 'w') as f:
+      json.dump(records, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)
