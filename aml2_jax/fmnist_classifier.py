@@ -36,11 +36,17 @@ def build_model(config: ml_collections.ConfigDict) -> FashionCNN:
                     dropout=config.model.dropout)
 
 
-def create_state(config: ml_collections.ConfigDict) -> TrainState:
+def make_tx(config: ml_collections.ConfigDict, num_examples: int) -> optax.GradientTransformation:
+  """Adam with the learning rate decayed to 0 by a cosine over the whole run."""
+  total_steps = config.num_epochs * (num_examples // config.batch_size)
+  return optax.adam(optax.cosine_decay_schedule(config.optim.learning_rate, max(total_steps, 1)))
+
+
+def create_state(config: ml_collections.ConfigDict, num_examples: int) -> TrainState:
   key = jax.random.key(config.seed)
   init_key, run_key = jax.random.split(key)
   params = build_model(config).init(init_key, jnp.zeros((1, 28, 28)))['params']
-  return create_train_state(params, optax.adam(config.optim.learning_rate), run_key)
+  return create_train_state(params, make_tx(config, num_examples), run_key)
 
 
 def to_unit_range(images_uint8: jax.Array) -> jax.Array:
@@ -71,15 +77,16 @@ def make_predict(model: FashionCNN, params) -> Callable[[np.ndarray], tuple[np.n
 def train_classifier(config, workdir: Path, train_images, train_labels, test_images, test_labels,
                      meta: dict) -> TrainState:
   """Trains (or resumes) the CNN on the given arrays, checkpointing in `workdir`."""
-  model, tx = build_model(config), optax.adam(config.optim.learning_rate)
+  model, tx = build_model(config), make_tx(config, len(train_labels))
   test_accuracy = lambda state: {'test_accuracy': float(np.mean(
       make_predict(model, state.params)(test_images)[0].argmax(-1) == test_labels))}
   task = train_loop.TrainTask(
-      state=create_state(config),
+      state=create_state(config, len(train_labels)),
       train_step=functools.partial(train_step, model=model, tx=tx),
       data={'images': train_images, 'labels': train_labels.astype(np.int32)},
       num_examples=len(train_labels), evaluate=test_accuracy, meta=meta)
-  ckpt = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints, 'test_accuracy', 'max')
+  # The last epoch is the model: picking the best epoch by test accuracy would tune on the test set.
+  ckpt = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
   logger = MetricLogger(workdir)
   try:
     return train_loop.train(task, config, ckpt, logger)
@@ -113,15 +120,15 @@ def train(config, workdir: Path, options=None) -> dict:
 
 
 def restore_params(config, workdir: Path):
-  """The best checkpoint's params of a trained classifier in `workdir`."""
-  ckpt = Checkpointer(workdir / 'checkpoints', best_metric='test_accuracy', best_mode='max')
+  """The latest checkpoint's params of a trained classifier in `workdir`."""
+  ckpt = Checkpointer(workdir / 'checkpoints')
   try:
-    step = ckpt.best_step()
+    step = ckpt.latest_step()
     if step is None:
       raise UserError(f'no classifier checkpoint in {workdir}; train it first: python launch.py '
                       f'--config=configs/fmnist_classifier.py --workdir={workdir}')
     check_compatible(ckpt.read_meta(step), _meta(config), workdir)
-    state = jax.eval_shape(lambda: create_state(config))
+    state = jax.eval_shape(lambda: create_state(config, num_examples=1))  # Shapes only.
     return ckpt.restore(step, {'state': abstract_like(state)})['state'].params
   finally:
     ckpt.close()
@@ -141,7 +148,7 @@ def _write_results(config, workdir: Path, params, data) -> dict:
 
 
 def summary(config, workdir: Path, options=None) -> None:
-  params = jax.eval_shape(lambda: create_state(config)).params
+  params = jax.eval_shape(lambda: create_state(config, num_examples=1)).params
   print(param_summary.param_table(params, 'FashionCNN'))
 
 

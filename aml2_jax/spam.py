@@ -172,6 +172,20 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Sp
   return apply_gradients(state, grads, tx), metrics
 
 
+def load_data(config: ml_collections.ConfigDict) -> SpamSplit:
+  """The encoded train/test split of one run (corpus, dedup, split, tokenizer)."""
+  return prepare_split(load_corpus(config), config)
+
+
+def build_task(config: ml_collections.ConfigDict, split: SpamSplit) -> train_loop.TrainTask:
+  """The training task for the shared loop (also what the benchmark times)."""
+  return train_loop.TrainTask(
+      state=create_state(config),
+      train_step=functools.partial(train_step, model=build_model(config), tx=make_tx(config)),
+      data={'ids': split.train_ids, 'labels': split.train_labels},
+      num_examples=len(split.train_labels))
+
+
 def make_logits_fn(model: SpamClassifier):
   """A jitted `(params, ids [batch, maxlen]) -> logits [batch]`, compiled once per batch shape."""
   return jax.jit(lambda params, ids: model.apply({'params': params}, ids))
@@ -234,14 +248,9 @@ def train_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms_data
     split = prepare_split(corpus, config)
     _print_data(config, corpus, split)
     meta = _train_meta(config, vocab_digest(split.tokenizer))
-    model = build_model(config)
-    logits_fn = make_logits_fn(model)
-    task = train_loop.TrainTask(
-        state=create_state(config),
-        train_step=functools.partial(train_step, model=model, tx=make_tx(config)),
-        data={'ids': split.train_ids, 'labels': split.train_labels},
-        num_examples=len(split.train_labels), meta=meta,
-        evaluate=functools.partial(_epoch_metrics, logits_fn, split, config))
+    logits_fn = make_logits_fn(build_model(config))
+    task = dataclasses.replace(build_task(config, split), meta=meta,
+                               evaluate=functools.partial(_epoch_metrics, logits_fn, split, config))
     ckpt = Checkpointer(run_dir / 'checkpoints', config.keep_checkpoints)
     logger = MetricLogger(run_dir)
     try:

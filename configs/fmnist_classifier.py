@@ -18,7 +18,7 @@ def get_config(variant: str = ''):
       feature_dim=128,  # Width of the penultimate layer: the feature space of the project's FID.
       dropout=0.3,  # Dropout after the feature layer (training only).
   )
-  config.optim = dict(learning_rate=1e-3)  # Adam.
+  config.optim = dict(learning_rate=1e-3)  # Adam, cosine-decayed to 0 over the run.
   config.data.limit = 0  # Use only the first N train/test images (0 = all); for smoke runs.
   if variant == 'smoke':
     config.num_epochs = 1
