@@ -58,7 +58,7 @@ def load_fashion_mnist(data_dir: str = '') -> FashionMnist:
   IDX files are preferred to CSV files in the same folder, and are verified by SHA-256.
 
   Args:
-    data_dir: config.data_dir: a data root with `fashion_mnist/`, or that folder; '' to search.
+    data_dir: config.data.dir: a data root with `fashion_mnist/`, or that folder; '' to search.
 
   Raises:
     UserError: files are missing and cannot be downloaded, corrupted, or malformed.

@@ -48,7 +48,7 @@ def load_sms_spam(data_dir: str = '') -> SmsSpam:
   """Finds (see `data_files.find_data_file`), downloads if need be, verifies and reads the data.
 
   Args:
-    data_dir: config.data_dir: a data root with `sms_spam/`, or that folder itself; '' to search.
+    data_dir: config.data.dir: a data root with `sms_spam/`, or that folder itself; '' to search.
 
   Raises:
     UserError: the file is missing and cannot be downloaded, corrupted, or malformed.

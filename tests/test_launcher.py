@@ -58,3 +58,16 @@ def test_missing_data_offline_names_the_fix(tmp_path):
                   f'--config.data.dir={tmp_path / "empty"}')
   assert result.returncode == 2
   assert 'config.data.dir' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
+  from aml2_jax.workdir import WorkdirLock
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'keep.txt').write_text('earlier results')
+  with WorkdirLock(workdir):  # Stands in for a live training process.
+    result = launch('--config=configs/cgan.py:smoke', f'--workdir={workdir}')
+  assert result.returncode == 2
+  assert 'is in use by a live run (pid ' in result.stderr
+  assert (workdir / 'keep.txt').read_text() == 'earlier results'
+  assert not (workdir / 'checkpoints').exists()

@@ -1,0 +1,107 @@
+"""Tests for aml2_jax.char_corpus: the joined text, vocabulary, held-out split and windows."""
+
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from aml2_jax import char_corpus, data_files, sms_data
+from aml2_jax.char_corpus import END_CHAR, Vocabulary
+
+MESSAGES = ['Hi there', 'Free entry!', 'Hi there', 'ok', 'see you at 5', 'lol', 'ok', 'Call me']
+
+
+def _real_root() -> Path | None:
+  for root in (os.environ.get(data_files.ENV_VAR), data_files.REPO_DATA_DIR):
+    if root and (Path(root) / 'sms_spam' / 'SMSSpamCollection').is_file():
+      return Path(root)
+  return None
+
+
+REAL_ROOT = _real_root()
+needs_real = pytest.mark.skipif(
+    REAL_ROOT is None, reason='real SMS data not found: set AML2_DATA_DIR to a data root with '
+    'sms_spam/SMSSpamCollection (e.g. /work/shared/data)')
+
+
+@needs_real
+def test_real_corpus_vocabulary_and_window_count():
+  messages = sms_data.load_sms_spam(str(REAL_ROOT)).texts
+  vocab = char_corpus.build_vocabulary(messages)
+  assert vocab.size == 117 and vocab.chars[vocab.end_id] == END_CHAR
+  text = char_corpus.join_messages(messages)
+  # The study's count: a 100-char window at every offset of the whole joined text.
+  assert len(char_corpus.window_starts(len(text), 100, 'next_char')) == 454_060
+  assert vocab.decode(vocab.encode(text)) == text
+
+
+def test_join_puts_end_char_after_every_message():
+  text = char_corpus.join_messages(['ab', 'c', 'x\ny'])
+  assert text == 'ab\nc\nx y\n'  # A newline inside a message is not a message end.
+
+
+def test_vocabulary_ids_encode_decode_and_unknown_chars():
+  vocab = char_corpus.build_vocabulary(MESSAGES)
+  assert vocab.chars == tuple(sorted(set(''.join(MESSAGES)) | {END_CHAR}))
+  ids = vocab.encode('Hi 5')
+  assert ids.dtype == np.int32 and [vocab.chars[i] for i in ids] == list('Hi 5')
+  with pytest.raises(ValueError, match='Z'):
+    vocab.encode('Hi Z')
+  assert vocab.known('Hi ☃Z!') == ('Hi !', 'Z☃')
+
+
+def test_vocabulary_round_trips_through_json_and_digest_tracks_chars(tmp_path):
+  vocab = char_corpus.build_vocabulary(MESSAGES + ['é…'])
+  vocab.save(tmp_path / 'vocab.json')
+  assert Vocabulary.load(tmp_path / 'vocab.json') == vocab
+  other = char_corpus.build_vocabulary(MESSAGES)
+  assert other.digest() != vocab.digest()
+
+
+def test_split_holds_out_whole_distinct_messages():
+  messages = [f'message {i}' for i in range(100)] + ['dup'] * 5
+  train, val = char_corpus.split_messages(messages, 0.1, seed=3)
+  assert not set(train) & set(val)
+  assert sorted(train + val) == sorted(messages)
+  assert len(set(val)) == round(0.1 * 101)  # 101 distinct texts.
+  assert ('dup' in val) == (messages.count('dup') == val.count('dup'))  # All copies together.
+  assert char_corpus.split_messages(messages, 0.1, seed=3) == (train, val)
+  assert char_corpus.split_messages(messages, 0.1, seed=4)[1] != val
+
+
+def test_next_char_window_i_is_text_i_to_i_plus_100_with_the_next_label():
+  text = np.arange(1000, dtype=np.int32) % 97 + np.arange(1000, dtype=np.int32) // 97
+  starts = char_corpus.window_starts(len(text), 100, 'next_char')
+  assert len(starts) == 900 and starts[0] == 0 and starts[-1] == 899
+  rows = np.asarray(char_corpus.gather_windows(text, starts[[0, 123, 899]], 100))
+  for row, i in zip(rows, (0, 123, 899)):
+    np.testing.assert_array_equal(row[:-1], text[i:i + 100])  # The window...
+    assert row[-1] == text[i + 100]  # ...and its label.
+
+
+def test_all_chars_windows_are_non_overlapping_and_fit():
+  for length in (1001, 1000, 1100):
+    starts = char_corpus.window_starts(length, 100, 'all_chars')
+    np.testing.assert_array_equal(starts, np.arange((length - 1) // 100) * 100)
+    assert starts[-1] + 100 + 1 <= length  # Inputs and shifted targets fit.
+  with pytest.raises(ValueError, match='objective'):
+    char_corpus.window_starts(1000, 100, 'every_char')
+
+
+def test_jitted_batch_gather_returns_exactly_the_windows_of_the_text():
+  rng = np.random.default_rng(0)
+  text = rng.integers(0, 117, 5000).astype(np.int32)
+  starts = rng.integers(0, 5000 - 100, 64).astype(np.int32)
+  gathered = jax.jit(char_corpus.gather_windows, static_argnums=2)(text, starts, 100)
+  expected = np.stack([text[s:s + 101] for s in starts])
+  np.testing.assert_array_equal(np.asarray(gathered), expected)
+
+
+def test_subsample_is_a_fixed_random_subset():
+  starts = np.arange(1000, dtype=np.int32) * 3
+  subset = char_corpus.subsample(starts, 50, seed=1)
+  assert len(subset) == 50 and set(subset) <= set(starts) and np.all(np.diff(subset) > 0)
+  np.testing.assert_array_equal(subset, char_corpus.subsample(starts, 50, seed=1))
+  assert char_corpus.subsample(starts, 0, seed=1) is starts
