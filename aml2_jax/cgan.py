@@ -31,9 +31,10 @@ from aml2_jax.workdir import WorkdirLock, write_config
 
 @flax.struct.dataclass
 class GanState:
-  """Both nets, both optimizer states, the step and the raw PRNG key data."""
+  """Both nets, both optimizer states, the generator's moving average, step and raw key data."""
   step: jax.Array
   g_params: Any
+  g_ema: Any  # Exponential moving average of g_params (config.optim.g_ema_decay).
   d_params: Any
   g_opt: Any
   d_opt: Any
@@ -45,6 +46,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   config_base.check_positive(config, 'model.latent_dim', 'optim.learning_rate',
                              'eval.num_per_class', 'eval.cas_num_per_class')
   config_base.check_fraction(config, 'model.dropout')
+  config_base.check_fraction(config, 'optim.g_ema_decay')
   if not 0 < config.optim.real_label <= 1:
     raise UserError(f'config.optim.real_label is {config.optim.real_label}: it must be in (0, 1].')
   if config.model.dtype not in ('float32', 'bfloat16'):
@@ -69,13 +71,14 @@ def create_state(config) -> GanState:
   g_params = g.init(g_key, jnp.zeros((1, config.model.latent_dim)), labels)['params']
   d_params = d.init(d_key, jnp.zeros((1, IMAGE_PIXELS)), labels, train=False)['params']
   tx = make_tx(config)
-  return GanState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
-                  g_opt=tx.init(g_params), d_opt=tx.init(d_params),
+  return GanState(step=jnp.zeros((), jnp.int32), g_params=g_params,
+                  g_ema=jax.tree.map(jnp.copy, g_params),  # Own buffers: both are donated.
+                  d_params=d_params, g_opt=tx.init(g_params), d_opt=tx.init(d_params),
                   key=jax.random.key_data(run_key))
 
 
 def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, latent_dim: int,
-               real_label: float) -> tuple[GanState, dict]:
+               real_label: float, ema_decay: float) -> tuple[GanState, dict]:
   """One discriminator update, then one generator update; `data` holds uint8 images [n, 784]."""
   images = data['images'][batch_idx].astype(jnp.float32) / 127.5 - 1.0
   labels = data['labels'][batch_idx]
@@ -104,8 +107,10 @@ def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, l
   g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
   (g_grads,) = g_vjp(fake_grads)
   g_updates, g_opt = tx.update(g_grads, state.g_opt, state.g_params)
-  state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, g_updates),
-                        d_params=d_params, g_opt=g_opt, d_opt=d_opt)
+  g_params = optax.apply_updates(state.g_params, g_updates)
+  g_ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state.g_ema, g_params)
+  state = state.replace(step=state.step + 1, g_params=g_params, g_ema=g_ema, d_params=d_params,
+                        g_opt=g_opt, d_opt=d_opt)
   return state, {'d_loss': d_loss, 'g_loss': g_loss,
                  'd_real': jax.nn.sigmoid(real_logits).mean(),
                  'd_fake': jax.nn.sigmoid(fake_logits).mean()}
@@ -154,7 +159,8 @@ def build_task(config, data: fmnist_data.FashionMnist, workdir: Path | None = No
   """The training task for the shared loop (also what the benchmark times)."""
   g, d = build_models(config)
   step = functools.partial(train_step, g=g, d=d, tx=make_tx(config),
-                           latent_dim=config.model.latent_dim, real_label=config.optim.real_label)
+                           latent_dim=config.model.latent_dim, real_label=config.optim.real_label,
+                           ema_decay=config.optim.g_ema_decay)
   report = functools.partial(_report_epoch, config, workdir) if workdir else None
   return train_loop.TrainTask(
       state=create_state(config), train_step=step,
@@ -183,17 +189,22 @@ def train(config, workdir: Path, options=None) -> dict:
     print(f'trained in {train_seconds:.0f} s; samples in {workdir / "samples"}')
     if not config.eval.after_training:
       return {}
-    return _evaluate_and_write(config, workdir, state.g_params, data,
+    return _evaluate_and_write(config, workdir, _generator_params(config, state), data,
                                {'train_wall_s': round(train_seconds, 1)})
 
 
 def _report_epoch(config, workdir: Path, state: GanState, epoch: int, logger: MetricLogger) -> None:
   """The fixed-noise grid (a row per class) as PNG and in TensorBoard."""
-  images = make_generate(config, state.g_params)(class_grid_labels(range(NUM_CLASSES), 10),
-                                                 seed=config.seed)
+  generate = make_generate(config, _generator_params(config, state))
+  images = generate(class_grid_labels(range(NUM_CLASSES), 10), seed=config.seed)
   images = images.reshape(NUM_CLASSES, 10, 28, 28)
   save_labelled_grid(images, fmnist_data.CLASS_NAMES, workdir / 'samples' / f'epoch_{epoch + 1:03d}.png')
   logger.image(int(state.step), 'samples', grid_image(images))
+
+
+def _generator_params(config, state: GanState):
+  """The generator used for samples and evaluation: the moving average unless told otherwise."""
+  return state.g_ema if config.eval.use_ema else state.g_params
 
 
 def restore_generator(config, workdir: Path):
@@ -206,7 +217,7 @@ def restore_generator(config, workdir: Path):
                       f'--config=configs/cgan.py --workdir={workdir}')
     check_compatible(ckpt.read_meta(step), _meta(config), workdir)
     abstract = abstract_like(jax.eval_shape(lambda: create_state(config)))
-    return ckpt.restore(step, {'state': abstract})['state'].g_params
+    return _generator_params(config, ckpt.restore(step, {'state': abstract})['state'])
   finally:
     ckpt.close()
 

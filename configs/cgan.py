@@ -28,8 +28,10 @@ def get_config(variant: str = ''):
       b1=0.5,  # Adam beta1. The study left it unstated; 0.5 is the DCGAN choice (see README).
       b2=0.999,  # Adam beta2.
       real_label=1.0,  # Target for real images in D's loss; 0.9 = one-sided label smoothing.
+      g_ema_decay=0.999,  # Moving average of the generator's weights (0 = none); see README.
   )
   config.eval = dict(
+      use_ema=True,  # Sample and evaluate with the generator's moving average (else raw weights).
       after_training=True,  # Measure quality (below) when training ends; else run --mode=eval.
       num_per_class=1000,  # Generated images per class for conditional accuracy, FID, entropy.
       cas_num_per_class=6000,  # Generated training images per class for the CAS classifier.

@@ -22,7 +22,8 @@ def config():
 def _step_fn(config):
   g, d = cgan.build_models(config)
   return functools.partial(cgan.train_step, g=g, d=d, tx=cgan.make_tx(config),
-                           latent_dim=config.model.latent_dim, real_label=config.optim.real_label)
+                           latent_dim=config.model.latent_dim, real_label=config.optim.real_label,
+                           ema_decay=config.optim.g_ema_decay)
 
 
 def _random_data(num=128):
@@ -51,7 +52,7 @@ def test_output_shapes_and_ranges(config):
 def test_one_step_changes_every_parameter_of_both_nets(config):
   state = cgan.create_state(config)
   new_state, metrics = jax.jit(_step_fn(config))(state, _random_data(), jnp.arange(64))
-  for name in ('g_params', 'd_params'):
+  for name in ('g_params', 'g_ema', 'd_params'):
     before, after = getattr(state, name), getattr(new_state, name)
     unchanged = [jax.tree_util.keystr(path) for path, b, a in zip(
         jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(before), jax.tree.leaves(after))
