@@ -10,7 +10,7 @@ Predict:  python launch.py --config=configs/spam_lstm.py --mode=predict --text="
 Summary:  python launch.py --config=configs/spam_lstm.py --mode=summary   (260,657 params)
 Expect:   mean of 5 seeds: test accuracy 98.7% and precision 97.9% deduplicated (the default),
           98.9% / 98.0% with duplicates kept; about 20-25 s a seed on 2 shared CPU cores.
-          docs/spam_results.md has the measured table.
+          README.md has the measured table.
 Smoke:    python launch.py --config=configs/spam_lstm.py:smoke --workdir=/tmp/spam_smoke
 """
 

@@ -10,7 +10,7 @@ Predict:  python launch.py --config=configs/spam_rnn.py --mode=predict --text="W
 Summary:  python launch.py --config=configs/spam_rnn.py --mode=summary    (261,361 params)
 Expect:   mean of 5 seeds: test accuracy 98.1% and precision 96.6% deduplicated (the default),
           98.8% / 98.2% with duplicates kept; about 10 s a seed on 2 shared CPU cores.
-          docs/spam_results.md has the measured table.
+          README.md has the measured table.
 Smoke:    python launch.py --config=configs/spam_rnn.py:smoke --workdir=/tmp/spam_smoke
 """
 

@@ -9,7 +9,7 @@ Expect:   next_char (the study's objective): 3,378 steps of 128 windows per epoc
           step on 2 CPU cores (4-7 min per epoch), validation 2.83 bits/char after epoch 1.
           all_chars: 33 steps per epoch, 30 epochs in ~6 min, validation 2.83 bits/char.
           Validation bits/char and samples are printed every epoch; results.json at the end.
-          See docs/textgen_results.md.
+          See README.md.
 Smoke:    python launch.py --config=configs/textgen_lstm.py:smoke --workdir=/tmp/textgen_lstm
 """
 

@@ -9,7 +9,7 @@ Expect:   next_char (the study's objective): 3,378 steps of 128 windows per epoc
           on 2 CPU cores (3-5 min per epoch); at lr 0.01 the RNN does not learn in epoch 1 (5.6
           bits/char). all_chars: 33 steps per epoch, 30 epochs in ~5 min, validation 3.68
           bits/char. Validation bits/char and samples are printed every epoch; results.json at
-          the end. See docs/textgen_results.md.
+          the end. See README.md.
 Smoke:    python launch.py --config=configs/textgen_rnn.py:smoke --workdir=/tmp/textgen_rnn
 """
 
