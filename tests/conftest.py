@@ -31,6 +31,21 @@ def tiny_fmnist_root(tmp_path_factory) -> Path:
   return root
 
 
+@pytest.fixture(scope='session')
+def tiny_sms_root(tmp_path_factory) -> Path:
+  """A data root with a tiny SMS corpus in the Kaggle `spam.csv` format (200 messages)."""
+  root = tmp_path_factory.mktemp('sms_root')
+  (root / 'sms_spam').mkdir()
+  rng = np.random.default_rng(0)
+  spam_words, ham_words = 'win free prize cash call txt'.split(), 'ok see you lunch home later'.split()
+  rows = ['v1,v2']
+  for i in range(200):
+    words = rng.choice(spam_words if i % 4 == 0 else ham_words, size=5)
+    rows.append(f'{"spam" if i % 4 == 0 else "ham"},{" ".join(words)} m{i}')
+  (root / 'sms_spam' / 'spam.csv').write_text('\n'.join(rows) + '\n', encoding='utf-8')
+  return root
+
+
 def launch(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
   """Runs `python launch.py ARGS` in a fresh process from the repo root."""
   full_env = {**os.environ, **(env or {})}
@@ -46,23 +61,20 @@ def cgan_cli_args(workdir: Path, data_root: Path, epochs: int) -> list[str]:
 
 
 _DUMP = """
-import sys, numpy as np, jax
-sys.path.insert(0, {repo!r})
-from aml2_jax import cgan
-from aml2_jax.checkpointing import Checkpointer, abstract_like
-from aml2_jax.config_files import load_config
-config = load_config('cgan', 'smoke')
-ckpt = Checkpointer({ckpt_dir!r})
-abstract = abstract_like(jax.eval_shape(lambda: cgan.create_state(config)))
-state = ckpt.restore(ckpt.latest_step(), {{'state': abstract}})['state']
-np.savez({out!r}, *[np.asarray(x) for x in jax.tree.leaves(state)])
+import sys, numpy as np, jax, orbax.checkpoint as ocp
+from pathlib import Path
+ckpt_dir = Path({ckpt_dir!r})
+step = max(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+# No target: the saved tree comes back as nested dicts, the same for every experiment.
+tree = ocp.StandardCheckpointer().restore(ckpt_dir / str(step) / 'state')
+np.savez({out!r}, *[np.asarray(x) for x in jax.tree.leaves(tree)])
 """
 
 
-def checkpoint_leaves(workdir: Path, tmp_path: Path, env: dict | None = None) -> list[np.ndarray]:
-  """Every array of a cGAN smoke run's latest checkpoint, restored in a fresh process."""
-  out = tmp_path / f'{workdir.name}_leaves.npz'
-  code = _DUMP.format(repo=str(REPO), ckpt_dir=str(workdir / 'checkpoints'), out=str(out))
+def checkpoint_leaves(ckpt_dir: Path, tmp_path: Path, env: dict | None = None) -> list[np.ndarray]:
+  """Every array of the latest train state in `ckpt_dir`, restored in a fresh process."""
+  out = tmp_path / f'{abs(hash(str(ckpt_dir)))}_leaves.npz'
+  code = _DUMP.format(ckpt_dir=str(Path(ckpt_dir).absolute()), out=str(out))
   subprocess.run([sys.executable, '-c', code], check=True, capture_output=True,
                  env={**os.environ, **(env or {})})
   with np.load(out) as npz:

@@ -63,7 +63,7 @@ def test_data_dir_without_the_file_does_not_fall_through(repo_data, monkeypatch,
   with pytest.raises(UserError) as excinfo:
     data_files.find_data_file('ds', ['a.txt'], str(tmp_path / 'empty'), fetch=pytest.fail)
   message = _message(excinfo)
-  assert 'config.data_dir' in message and str(tmp_path / 'empty') in message
+  assert 'config.data.dir' in message and str(tmp_path / 'empty') in message
   assert 'a.txt' in message
 
 

@@ -16,8 +16,8 @@ def test_four_devices_match_one_device(tiny_fmnist_root, tmp_path):
     result = launch(*cgan_cli_args(workdir, tiny_fmnist_root, 1), env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f'training on {4 if env else 1} device' in result.stdout
-  leaves_one = checkpoint_leaves(one, tmp_path)
-  leaves_four = checkpoint_leaves(four, tmp_path, env=FOUR_DEVICES)
+  leaves_one = checkpoint_leaves(one / 'checkpoints', tmp_path)
+  leaves_four = checkpoint_leaves(four / 'checkpoints', tmp_path, env=FOUR_DEVICES)
   assert len(leaves_one) == len(leaves_four) > 10
   for a, b in zip(leaves_one, leaves_four):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)

@@ -1,5 +1,5 @@
 """The shared loop on a tiny regression task: resumption, checkpoints, divergence, retracing;
-then the real thing: a cGAN run killed mid-epoch resumes to the same result."""
+and a real run stopped by SIGTERM."""
 
 import functools
 import json
@@ -21,9 +21,9 @@ from aml2_jax.checkpointing import Checkpointer
 from aml2_jax.config_base import base_config
 from aml2_jax.metrics_logging import MetricLogger
 from aml2_jax.train_state import apply_gradients, create_train_state, step_key
-from conftest import REPO, cgan_cli_args, checkpoint_leaves, launch
+from conftest import REPO, cgan_cli_args, checkpoint_leaves
 
-TX = optax.sgd(0.05)
+TX = optax.adam(0.05)  # Adam: the optimizer state is part of what must round-trip.
 
 
 def regression_step(state, data, batch_idx, traces=None):
@@ -128,28 +128,6 @@ def test_a_changed_model_config_is_refused_and_nothing_is_overwritten(tmp_path):
   ckpt.close()
 
 
-def test_cgan_killed_mid_epoch_resumes_to_identical_params(tiny_fmnist_root, tmp_path):
-  """SIGKILL at a random point after the first mid-epoch checkpoint; the restart must end with
-  exactly the params, optimizer state and metrics of a run that was never interrupted."""
-  straight = tmp_path / 'straight'
-  assert launch(*cgan_cli_args(straight, tiny_fmnist_root, 2)).returncode == 0
-  killed = tmp_path / 'killed'
-  proc = subprocess.Popen([sys.executable, str(REPO / 'launch.py'),
-                           *cgan_cli_args(killed, tiny_fmnist_root, 2)], cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 120
-  while not (killed / 'checkpoints' / '3').is_dir() and time.time() < deadline:
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  resumed = launch(*cgan_cli_args(killed, tiny_fmnist_root, 2))
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
-  for a, b in zip(checkpoint_leaves(straight, tmp_path), checkpoint_leaves(killed, tmp_path), strict=True):
-    np.testing.assert_array_equal(a, b)
-  last = lambda d: json.loads((d / 'metrics.jsonl').read_text().splitlines()[-1])
-  assert last(straight) == last(killed)
-
-
 def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_fmnist_root, tmp_path):
   workdir = tmp_path / 'run'
   proc = subprocess.Popen([sys.executable, str(REPO / 'launch.py'),
@@ -166,3 +144,13 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_fmnist_root, tmp_path):
   saved = ckpt.latest_step()
   ckpt.close()
   assert f'at step {saved} ' in stderr
+
+
+def test_checkpoint_restores_identically_in_a_fresh_process(tmp_path):
+  state = run(regression_task(num=256), loop_config(1), tmp_path)
+  restored = checkpoint_leaves(tmp_path / 'checkpoints', tmp_path)
+  in_memory = jax.tree.leaves(state)  # Params, optimizer state, step and key data.
+  assert len(restored) == len(in_memory) >= 6  # Adam adds count, mu and nu.
+  # Orbax restores without a target as sorted dicts: compare the leaves as a multiset of bytes.
+  as_bytes = lambda leaves: sorted((np.asarray(x).dtype.str, np.asarray(x).tobytes()) for x in leaves)
+  assert as_bytes(restored) == as_bytes(in_memory)
