@@ -20,7 +20,7 @@ import optax
 
 from aml2_jax import config_base, config_files, fmnist_classifier, fmnist_data, gan_metrics
 from aml2_jax import param_summary, plots, train_loop
-from aml2_jax.checkpointing import Checkpointer, abstract_like, check_compatible
+from aml2_jax.checkpointing import Checkpointer, restore_latest_state
 from aml2_jax.errors import UserError
 from aml2_jax.gan_models import IMAGE_PIXELS, NUM_CLASSES, Discriminator, Generator
 from aml2_jax.image_grid import grid_image, save_labelled_grid
@@ -176,14 +176,8 @@ def train(config, workdir: Path, options=None) -> dict:
     write_config(workdir, config)
     data = load_data(config)
     task = build_task(config, data, workdir)
-    ckpt = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
-    logger = MetricLogger(workdir)
     start = time.time()
-    try:
-      state = train_loop.train(task, config, ckpt, logger)
-    finally:
-      logger.close()
-      ckpt.close()
+    state = train_loop.train_in_workdir(task, config, workdir)
     train_seconds = time.time() - start
     plots.plot_curves(workdir, ['train_d_loss', 'train_g_loss', 'train_d_real', 'train_d_fake'])
     print(f'trained in {train_seconds:.0f} s; samples in {workdir / "samples"}')
@@ -209,17 +203,9 @@ def _generator_params(config, state: GanState):
 
 def restore_generator(config, workdir: Path):
   """The latest checkpoint's generator params (after checking it fits this config)."""
-  ckpt = Checkpointer(workdir / 'checkpoints')
-  try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise UserError(f'no checkpoint in {workdir}; train first: python launch.py '
-                      f'--config=configs/cgan.py --workdir={workdir}')
-    check_compatible(ckpt.read_meta(step), _meta(config), workdir)
-    abstract = abstract_like(jax.eval_shape(lambda: create_state(config)))
-    return _generator_params(config, ckpt.restore(step, {'state': abstract})['state'])
-  finally:
-    ckpt.close()
+  state = restore_latest_state(workdir, _meta(config), lambda: create_state(config),
+                               'python launch.py --config=configs/cgan.py')
+  return _generator_params(config, state)
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:

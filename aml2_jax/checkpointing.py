@@ -94,6 +94,24 @@ def check_compatible(saved: dict, current: dict, workdir: Path) -> None:
           f'use another --workdir, or the config that made it.')
 
 
+def restore_latest_state(workdir: Path, meta: dict, make_state, train_command: str) -> Any:
+  """The train state of the latest checkpoint in `<workdir>/checkpoints`, checked against `meta`.
+
+  `make_state()` builds a fresh state (only traced, for shapes); `train_command` is what the
+  error suggests when there is no checkpoint yet.
+  """
+  ckpt = Checkpointer(Path(workdir) / 'checkpoints')
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise UserError(f'no checkpoint in {workdir}; train first: {train_command} --workdir={workdir}')
+    check_compatible(ckpt.read_meta(step), meta, workdir)
+    abstract = abstract_like(jax.eval_shape(make_state))
+    return ckpt.restore(step, {'state': abstract})['state']
+  finally:
+    ckpt.close()
+
+
 def abstract_like(state: Any) -> Any:
   """The shape/dtype skeleton of a state, as orbax restores into (no memory allocated)."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)

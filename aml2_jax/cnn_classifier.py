@@ -6,7 +6,6 @@ the conditional accuracy and class coverage of generated images.
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 
 def max_pool_2x2(x_BxHxWxC: jax.Array) -> jax.Array:

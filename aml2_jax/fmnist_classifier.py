@@ -16,11 +16,10 @@ import numpy as np
 import optax
 
 from aml2_jax import config_base, fmnist_data, param_summary, train_loop
-from aml2_jax.checkpointing import Checkpointer, abstract_like, check_compatible
+from aml2_jax.checkpointing import restore_latest_state
 from aml2_jax.cnn_classifier import FashionCNN
-from aml2_jax.errors import UserError
 from aml2_jax.evaluation import map_in_batches
-from aml2_jax.metrics_logging import MetricLogger, write_json
+from aml2_jax.metrics_logging import write_json
 from aml2_jax.train_state import TrainState, apply_gradients, create_train_state, step_key
 from aml2_jax.workdir import WorkdirLock, write_config
 
@@ -86,13 +85,7 @@ def train_classifier(config, workdir: Path, train_images, train_labels, test_ima
       data={'images': train_images, 'labels': train_labels.astype(np.int32)},
       num_examples=len(train_labels), evaluate=test_accuracy, meta=meta)
   # The last epoch is the model: picking the best epoch by test accuracy would tune on the test set.
-  ckpt = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints)
-  logger = MetricLogger(workdir)
-  try:
-    return train_loop.train(task, config, ckpt, logger)
-  finally:
-    logger.close()
-    ckpt.close()
+  return train_loop.train_in_workdir(task, config, workdir)
 
 
 def _meta(config) -> dict:
@@ -121,17 +114,9 @@ def train(config, workdir: Path, options=None) -> dict:
 
 def restore_params(config, workdir: Path):
   """The latest checkpoint's params of a trained classifier in `workdir`."""
-  ckpt = Checkpointer(workdir / 'checkpoints')
-  try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise UserError(f'no classifier checkpoint in {workdir}; train it first: python launch.py '
-                      f'--config=configs/fmnist_classifier.py --workdir={workdir}')
-    check_compatible(ckpt.read_meta(step), _meta(config), workdir)
-    state = jax.eval_shape(lambda: create_state(config, num_examples=1))  # Shapes only.
-    return ckpt.restore(step, {'state': abstract_like(state)})['state'].params
-  finally:
-    ckpt.close()
+  state = restore_latest_state(workdir, _meta(config), lambda: create_state(config, num_examples=1),
+                               'python launch.py --config=configs/fmnist_classifier.py')
+  return state.params
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:

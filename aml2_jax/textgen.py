@@ -291,14 +291,8 @@ def train(config, workdir: Path, options=None) -> dict:
         report_epoch=functools.partial(_report_epoch, config, workdir, sampler, corpus.vocab),
         meta=_meta(config, corpus.vocab))
     starts = task.data['starts']
-    ckpt = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints, BEST_METRIC, 'min')
-    logger = MetricLogger(workdir)
     start = time.time()
-    try:
-      state = train_loop.train(task, config, ckpt, logger)
-    finally:
-      logger.close()
-      ckpt.close()
+    state = train_loop.train_in_workdir(task, config, workdir, BEST_METRIC, 'min')
     steps_per_epoch = len(starts) // config.batch_size
     plots.plot_curves(workdir, ['train_loss', 'val_bpc', 'train_lr'])
     params, best_step = restore_best(config, workdir, corpus.vocab)

@@ -12,6 +12,7 @@ state, so a run restarted from any checkpoint ends with the same parameters and 
 
 import dataclasses
 import signal
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -170,6 +171,18 @@ def train(task: TrainTask, config, ckpt: Checkpointer, logger: MetricLogger) -> 
       ckpt.save(step, {'state': state, 'sums': sums}, task.meta, eval_metrics or train_metrics)
   ckpt.wait()
   return state
+
+
+def train_in_workdir(task: TrainTask, config, workdir: Path, best_metric: str = '',
+                     best_mode: str = 'min') -> Any:
+  """`train` with checkpoints in `<workdir>/checkpoints` and logs in `workdir`."""
+  ckpt = Checkpointer(Path(workdir) / 'checkpoints', config.keep_checkpoints, best_metric, best_mode)
+  logger = MetricLogger(workdir)
+  try:
+    return train(task, config, ckpt, logger)
+  finally:
+    logger.close()
+    ckpt.close()
 
 
 def _resume(ckpt: Checkpointer, state: Any, sums: Metrics, meta: dict) -> tuple[Any, Metrics]:

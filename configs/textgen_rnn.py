@@ -10,61 +10,17 @@ Expect:   next_char (the study's objective): 3,378 steps of 128 windows per epoc
           bits/char). all_chars: 33 steps per epoch, 30 epochs in ~5 min, validation 3.68
           bits/char. Validation bits/char and samples are printed every epoch; results.json at
           the end. See README.md.
+Everything but the model is the LSTM config's (`configs/textgen_lstm.py`).
 Smoke:    python launch.py --config=configs/textgen_rnn.py:smoke --workdir=/tmp/textgen_rnn
 """
 
-from aml2_jax.config_base import base_config
+from aml2_jax import config_files
 
 
 def get_config(variant: str = ''):
-  config = base_config('textgen')
-  # 'next_char': the study's, the character after each sliding 100-char window;
-  # 'all_chars': every next character of non-overlapping windows (~100x fewer windows per epoch).
-  config.objective = 'next_char'
-  config.num_epochs = 30
-  config.batch_size = 128
-  config.steps_per_call = 16
-  config.model = dict(
-      cell='simple',  # 'simple' (Keras SimpleRNN, tanh) or 'lstm'.
-      units=278,  # Recurrent width: 142,731 params in all with the 117-char vocabulary.
-      dropout=0.2,  # Dropout on the recurrent output, before the Dense layer.
-      unroll=4,  # Time steps per scan iteration: speed only (4 measured fastest on 2 CPU cores).
-  )
-  config.optim = dict(
-      learning_rate=0.01,  # RMSProp, the study's value.
-      rho=0.9,  # Keras' RMSprop rho (optax `decay`).
-      eps=1e-7,  # Keras' RMSprop epsilon (optax's default is 1e-8).
-      eps_in_sqrt=True,  # Keras divides by sqrt(velocity + eps): eps inside the root.
-      plateau_factor=0.2,  # Learning rate x this when the epoch's training loss stops improving.
-      plateau_patience=1,  # Epochs without improvement before the reduction.
-      plateau_atol=1e-4,  # Improvement means a drop of more than this (Keras' min_delta)...
-      plateau_rtol=0.0,  # ...and no relative tolerance (Keras has none).
-  )
-  config.data.window = 100  # Characters per window (the study's sequence length).
-  config.data.val_fraction = 0.05  # Share of distinct messages held out for validation.
-  config.data.split_seed = 0  # Seeds the held-out choice (kept apart from config.seed).
-  config.data.max_windows = 0  # Train on a fixed random subset of this many windows (0 = all).
-  config.data.limit_messages = 0  # Use only the first N messages (0 = all); for smoke runs.
-  config.eval = dict(
-      batch_size=500,  # Validation windows per jitted call.
-      # Per-epoch validation on every stride-th held-out window (of ~22,000); results.json
-      # always uses all of them. 4 keeps all_chars epochs from being mostly validation.
-      stride=4,
-  )
-  config.sample = dict(
-      prompts=('', 'Free ', 'Hey '),  # Prompts of the samples logged every epoch.
-      length=160,  # Characters per logged sample (it stops early at the end character).
-      temperature=0.5,  # Softmax temperature of the logged samples (0 = greedy).
-  )
-  if variant == 'smoke':
-    config.num_epochs = 2
-    config.batch_size = 16
-    config.steps_per_call = 4
-    config.data.limit_messages = 300
-    config.data.max_windows = 128
-    config.data.val_fraction = 0.1
-    config.eval.stride = 50
-    config.sample.length = 20
-  elif variant:
-    raise ValueError(f'unknown variant {variant!r}; use "smoke" or none')
+  config = config_files.load_config('textgen_lstm', variant)
+  config.model.cell = 'simple'  # 'simple' (Keras SimpleRNN, tanh) or 'lstm'.
+  config.model.units = 278  # Recurrent width: 142,731 params in all with the 117-char vocabulary.
+  config.model.dropout = 0.2  # Dropout on the recurrent output, before the Dense layer.
+  config.model.unroll = 4  # Time steps per scan iteration: speed only (4 measured fastest here).
   return config

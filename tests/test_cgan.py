@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aml2_jax import cgan, fmnist_classifier, gan_metrics, train_loop
+from aml2_jax import cgan, fmnist_classifier, gan_metrics
 from aml2_jax.config_files import load_config
-from aml2_jax.fmnist_data import FashionMnist
 from aml2_jax.param_summary import count_params
 from conftest import launch
 

@@ -1,7 +1,6 @@
 """The launcher: config files, overrides, and one-line errors for what a user can get wrong."""
 
 import pytest
-from ml_collections import config_flags
 
 from aml2_jax.config_files import CONFIG_DIR, load_config
 from conftest import launch

@@ -154,3 +154,15 @@ def test_checkpoint_restores_identically_in_a_fresh_process(tmp_path):
   # Orbax restores without a target as sorted dicts: compare the leaves as a multiset of bytes.
   as_bytes = lambda leaves: sorted((np.asarray(x).dtype.str, np.asarray(x).tobytes()) for x in leaves)
   assert as_bytes(restored) == as_bytes(in_memory)
+
+
+def test_a_save_cut_short_leaves_the_previous_checkpoint_restorable(tmp_path):
+  straight = run(regression_task(), loop_config(2), tmp_path / 'straight')
+  workdir = tmp_path / 'cut'
+  run(regression_task(), loop_config(1), workdir)
+  # What a crash in the middle of saving step 24 leaves: orbax's temporary directory, half full.
+  partial = workdir / 'checkpoints' / '24.orbax-checkpoint-tmp-1764345600'
+  (partial / 'state').mkdir(parents=True)
+  (partial / 'state' / 'manifest.ocdbt').write_bytes(b'\x00' * 7)
+  resumed = run(regression_task(), loop_config(2), workdir)
+  np.testing.assert_array_equal(resumed.params, straight.params)
