@@ -11,6 +11,30 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _real_sms_root() -> Path | None:
+  """The data root holding the real SMSSpamCollection: $AML2_DATA_DIR, else the repo's data/."""
+  for root in (os.environ.get('AML2_DATA_DIR'), REPO / 'data'):
+    if root and (Path(root) / 'sms_spam' / 'SMSSpamCollection').is_file():
+      return Path(root)
+  return None
+
+
+REAL_ROOT = _real_sms_root()
+needs_real = pytest.mark.skipif(
+    REAL_ROOT is None, reason='real SMS data not found: set AML2_DATA_DIR to a data root with '
+    'sms_spam/SMSSpamCollection (e.g. /work/shared/data)')
+
+
+@pytest.fixture(name='repo_data')
+def fixture_repo_data(monkeypatch, tmp_path):
+  """Points the repo's data folder into tmp_path and clears $AML2_DATA_DIR."""
+  from aml2_jax import data_files
+  monkeypatch.delenv(data_files.ENV_VAR, raising=False)
+  repo_data = tmp_path / 'repo_data'
+  monkeypatch.setattr(data_files, 'REPO_DATA_DIR', repo_data)
+  return repo_data
+
+
 @pytest.fixture(scope='session')
 def tiny_fmnist_root(tmp_path_factory) -> Path:
   """A data root with a tiny Fashion-MNIST in the Kaggle CSV format: 640 train, 200 test images.

@@ -1,29 +1,17 @@
 """Tests for aml2_jax.char_corpus: the joined text, vocabulary, held-out split and windows."""
 
-import os
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from aml2_jax import char_corpus, data_files, sms_data
+from aml2_jax import char_corpus, sms_data
 from aml2_jax.char_corpus import END_CHAR, Vocabulary
+from conftest import REAL_ROOT, needs_real
 
 MESSAGES = ['Hi there', 'Free entry!', 'Hi there', 'ok', 'see you at 5', 'lol', 'ok', 'Call me']
 
 
-def _real_root() -> Path | None:
-  for root in (os.environ.get(data_files.ENV_VAR), data_files.REPO_DATA_DIR):
-    if root and (Path(root) / 'sms_spam' / 'SMSSpamCollection').is_file():
-      return Path(root)
-  return None
-
-
-REAL_ROOT = _real_root()
-needs_real = pytest.mark.skipif(
-    REAL_ROOT is None, reason='real SMS data not found: set AML2_DATA_DIR to a data root with '
-    'sms_spam/SMSSpamCollection (e.g. /work/shared/data)')
 
 
 @needs_real

@@ -11,6 +11,7 @@ import pytest
 from aml2_jax import data_files
 from aml2_jax.errors import UserError
 
+
 URL = 'https://example.invalid/thing.zip'
 
 
@@ -22,13 +23,6 @@ class FakeResponse(io.BytesIO):
     self.headers = {'Content-Length': str(len(body))}
 
 
-@pytest.fixture(name='repo_data')
-def fixture_repo_data(monkeypatch, tmp_path):
-  """Points the repo's data folder into tmp_path and clears $AML2_DATA_DIR."""
-  monkeypatch.delenv(data_files.ENV_VAR, raising=False)
-  repo_data = tmp_path / 'repo_data'
-  monkeypatch.setattr(data_files, 'REPO_DATA_DIR', repo_data)
-  return repo_data
 
 
 def _write(path, content=b'x'):

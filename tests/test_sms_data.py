@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import os
 from pathlib import Path
 import urllib.error
 import urllib.request
@@ -14,31 +13,13 @@ import pytest
 from aml2_jax import data_files
 from aml2_jax import sms_data
 from aml2_jax.errors import UserError
+from conftest import REAL_ROOT, needs_real
 
 UCI_TEXT = 'ham\tGo until jurong point\nspam\tWIN £100 now!\tcall\nham\t  Ok lar...\n'
 
 
-def _real_root() -> Path | None:
-  """The data root holding the real SMSSpamCollection: $AML2_DATA_DIR, else the repo's data/."""
-  for root in (os.environ.get(data_files.ENV_VAR), data_files.REPO_DATA_DIR):
-    if root and (Path(root) / 'sms_spam' / 'SMSSpamCollection').is_file():
-      return Path(root)
-  return None
 
 
-REAL_ROOT = _real_root()
-needs_real = pytest.mark.skipif(
-    REAL_ROOT is None, reason='real SMS data not found: set AML2_DATA_DIR to a data root with '
-    'sms_spam/SMSSpamCollection (e.g. /work/shared/data)')
-
-
-@pytest.fixture(name='repo_data')
-def fixture_repo_data(monkeypatch, tmp_path):
-  """Points the repo's data folder into tmp_path and clears $AML2_DATA_DIR."""
-  monkeypatch.delenv(data_files.ENV_VAR, raising=False)
-  repo_data = tmp_path / 'repo_data'
-  monkeypatch.setattr(data_files, 'REPO_DATA_DIR', repo_data)
-  return repo_data
 
 
 def _write(path: Path, content: bytes) -> Path:
