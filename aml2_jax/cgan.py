@@ -20,7 +20,7 @@ import optax
 
 from aml2_jax import config_base, config_files, fmnist_classifier, fmnist_data, gan_metrics
 from aml2_jax import param_summary, plots, train_loop
-from aml2_jax.checkpointing import Checkpointer, restore_latest_state
+from aml2_jax.checkpointing import restore_latest_state
 from aml2_jax.errors import UserError
 from aml2_jax.gan_models import IMAGE_PIXELS, NUM_CLASSES, Discriminator, Generator
 from aml2_jax.image_grid import grid_image, save_labelled_grid
@@ -219,7 +219,7 @@ def _classifier(config, workdir: Path):
   clf_config = config_files.load_config('fmnist_classifier', config.eval.classifier_variant)
   clf_config.data.dir = config.data.dir
   clf_dir = Path(config.eval.classifier_workdir or workdir.parent / 'fmnist_classifier').absolute()
-  if Checkpointer(clf_dir / 'checkpoints').latest_step() is None or not (clf_dir / 'results.json').exists():
+  if not (clf_dir / 'results.json').exists():  # Written when its training completes.
     print(f'training the judging classifier in {clf_dir} (once; reused afterwards)')
     clf_dir.mkdir(parents=True, exist_ok=True)
     fmnist_classifier.train(clf_config, clf_dir)
