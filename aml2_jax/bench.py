@@ -30,7 +30,7 @@ MODELS = {
     'spam_lstm': ('aml2_jax.spam', (32, 32, 128)),  # [batch, units] @ [units, 4 units].
     'textgen_rnn': ('aml2_jax.textgen', (128, 278, 278)),
     'textgen_lstm': ('aml2_jax.textgen', (128, 128, 512)),
-    'cgan': ('aml2_jax.cgan', (128, 794, 1024)),  # D's first layer on real + fake.
+    'cgan': ('aml2_jax.cgan', (128, 784, 1024)),  # D's first layer (images) on real + fake.
 }
 
 

@@ -63,6 +63,12 @@ def epoch_order(seed: int, epoch: int, num_examples: int, batch_size: int) -> np
   return order[:steps * batch_size].reshape(steps, batch_size)
 
 
+# XLA:CPU's default copy insertion copies each donated buffer that a step both reads and updates
+# in place (params, Adam moments: 5.9M floats per cGAN step, ~1.2 ms); its region analysis proves
+# those copies unneeded. Other backends ignore the option.
+CHUNK_COMPILER_OPTIONS = {'xla_cpu_copy_insertion_use_region_analysis': True}
+
+
 def make_train_chunk(train_step: Callable) -> Callable:
   """Fuses a chunk of steps into one jitted call: `(state, sums, data, idx[n, batch])`.
 
@@ -85,7 +91,7 @@ def make_train_chunk(train_step: Callable) -> Callable:
     (state, sums), metrics_N = jax.lax.scan(body, (state, sums), batch_idx_NxB)
     return state, sums, jax.tree.map(lambda m: m[-1], metrics_N)
 
-  return jax.jit(chunk, donate_argnums=(0, 1))
+  return jax.jit(chunk, donate_argnums=(0, 1), compiler_options=CHUNK_COMPILER_OPTIONS)
 
 
 def zero_sums(train_step: Callable, state: Any, data: Any, batch_size: int) -> Metrics:

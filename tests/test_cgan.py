@@ -2,12 +2,13 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aml2_jax import cgan, fmnist_classifier, gan_metrics
+from aml2_jax import cgan, fmnist_classifier, gan_metrics, gan_models
 from aml2_jax.config_files import load_config
 from aml2_jax.param_summary import count_params
 from conftest import launch
@@ -70,6 +71,30 @@ def test_label_changes_the_generated_image(config):
   assert shirt.shape == (1, 28, 28) and shirt.dtype == np.uint8
   assert np.abs(shirt.astype(int) - boot.astype(int)).max() > 0
   assert np.array_equal(generate(np.array([0]), seed=3), shirt)  # Deterministic for a seed.
+
+
+def test_concat_dense_equals_dense_on_the_concatenation():
+  a, b = jax.random.normal(jax.random.key(1), (5, 784)), jax.random.normal(jax.random.key(2), (5, 10))
+  split = gan_models.ConcatDense(64).init(jax.random.key(0), a, b)
+  whole = nn.Dense(64).init(jax.random.key(0), jnp.concatenate([a, b], -1))
+  assert jax.tree.map(np.shape, split) == jax.tree.map(np.shape, whole)
+  np.testing.assert_array_equal(split['params']['kernel'], whole['params']['kernel'])
+  np.testing.assert_allclose(gan_models.ConcatDense(64).apply(split, a, b),
+                             nn.Dense(64).apply(whole, jnp.concatenate([a, b], -1)), atol=1e-5)
+
+
+@pytest.mark.parametrize('width', [1024, 7])
+def test_dropout16_rate_and_expectation(width):
+  layer, x = gan_models.Dropout16(0.3), jnp.ones((400, width))
+  out = np.asarray(layer.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(0)}))
+  kept = out != 0
+  assert out.shape == x.shape
+  assert abs(1 - kept.mean() - 0.3) < 4 * np.sqrt(0.21 / kept.size)  # Binomial, 4 sigma.
+  np.testing.assert_allclose(out[kept], 65536 / (65536 - 19661))  # Exact keep probability.
+  assert 0.99 < out.mean() < 1.01
+  # The two 16-bit halves of a word are not copies of each other.
+  assert (kept[:, :width // 2] != kept[:, width // 2:2 * (width // 2)]).mean() > 0.3
+  np.testing.assert_array_equal(layer.apply({}, x, deterministic=True), x)
 
 
 def test_frechet_distance_zero_for_identical_sets_and_grows_with_shift():
