@@ -83,18 +83,39 @@ def test_concat_dense_equals_dense_on_the_concatenation():
                              nn.Dense(64).apply(whole, jnp.concatenate([a, b], -1)), atol=1e-5)
 
 
-@pytest.mark.parametrize('width', [1024, 7])
-def test_dropout16_rate_and_expectation(width):
-  layer, x = gan_models.Dropout16(0.3), jnp.ones((400, width))
-  out = np.asarray(layer.apply({}, x, deterministic=False, rngs={'dropout': jax.random.key(0)}))
+@pytest.mark.parametrize('shape', [(400, 1024), (3, 7)])
+def test_uniform16_draws_are_uniform_16_bit_and_uncorrelated(shape):
+  draws = np.asarray(gan_models.uniform16(jax.random.key(0), shape))
+  assert draws.shape == shape and draws.dtype == np.uint32 and draws.max() < 65536
+  if draws.size > 1000:
+    assert abs(draws.mean() / 65535 - 0.5) < 0.01
+    flat = draws.ravel().astype(np.float64)
+    half = flat.size // 2  # Draws i and i + half share a 32-bit word; i and i + 1 a hash.
+    for a, b in ((flat[:half], flat[half:]), (flat[:-1], flat[1:])):
+      assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
+  other = np.asarray(gan_models.uniform16(jax.random.key(1), shape))
+  assert (draws != other).mean() > 0.99
+
+
+def test_dropout16_rate_and_expectation():
+  x = jnp.ones((400, 1024))
+  out = np.asarray(gan_models.dropout16(x, gan_models.uniform16(jax.random.key(0), x.shape), 0.3))
   kept = out != 0
-  assert out.shape == x.shape
   assert abs(1 - kept.mean() - 0.3) < 4 * np.sqrt(0.21 / kept.size)  # Binomial, 4 sigma.
   np.testing.assert_allclose(out[kept], 65536 / (65536 - 19661))  # Exact keep probability.
   assert 0.99 < out.mean() < 1.01
-  # The two 16-bit halves of a word are not copies of each other.
-  assert (kept[:, :width // 2] != kept[:, width // 2:2 * (width // 2)]).mean() > 0.3
-  np.testing.assert_array_equal(layer.apply({}, x, deterministic=True), x)
+
+
+def test_discriminator_dropout_only_in_training(config):
+  _, d = cgan.build_models(config)
+  images, labels = jnp.zeros((4, 784)), jnp.arange(4)
+  params = d.init(jax.random.key(0), images, labels, train=False)
+  run = lambda seed: d.apply(params, images, labels, train=True, rngs={'dropout': jax.random.key(seed)})
+  assert not np.allclose(run(0), run(1))
+  np.testing.assert_array_equal(run(0), run(0))
+  no_dropout = d.clone(dropout=0.0)  # Evaluation needs no rng and drops nothing.
+  np.testing.assert_array_equal(d.apply(params, images, labels, train=False),
+                                no_dropout.apply(params, images, labels, train=True))
 
 
 def test_frechet_distance_zero_for_identical_sets_and_grows_with_shift():
