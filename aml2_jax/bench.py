@@ -81,7 +81,7 @@ def bench_one(name: str, tiny: bool) -> dict:
   device_data = sharding.replicate(task.data, mesh)
   sums = train_loop.zero_sums(task.train_step, task.state, device_data, config.batch_size)
   state, sums = sharding.replicate((task.state, sums), mesh)
-  chunk = train_loop.make_train_chunk(task.train_step)
+  chunk = train_loop.make_train_chunk(task.train_step, task.compiler_options)
   order = train_loop.epoch_order(config.seed, 0, task.num_examples, config.batch_size)
   n = min(config.steps_per_call, len(order))
   batch = lambda i: sharding.shard_batch_axis(order[(i * n) % (len(order) - n + 1):][:n], mesh, 1)

@@ -155,6 +155,13 @@ def load_data(config) -> fmnist_data.FashionMnist:
   return data
 
 
+# XLA:CPU's default copy insertion copies every donated buffer that the step both reads and
+# updates in place (params, Adam moments: 5.9M floats a step, ~1.2 ms of ~17); its region
+# analysis proves the copies unneeded. (The recurrent models measured 3-5% slower with it.)
+# Other backends ignore the option.
+_COMPILER_OPTIONS = {'xla_cpu_copy_insertion_use_region_analysis': True}
+
+
 def build_task(config, data: fmnist_data.FashionMnist, workdir: Path | None = None):
   """The training task for the shared loop (also what the benchmark times)."""
   g, d = build_models(config)
@@ -167,7 +174,7 @@ def build_task(config, data: fmnist_data.FashionMnist, workdir: Path | None = No
       data={'images': data.train_images.reshape(-1, IMAGE_PIXELS),
             'labels': data.train_labels.astype(np.int32)},
       num_examples=len(data.train_labels), meta=_meta(config),
-      **({'report_epoch': report} if report else {}))
+      compiler_options=_COMPILER_OPTIONS, **({'report_epoch': report} if report else {}))
 
 
 def train(config, workdir: Path, options=None) -> dict:
