@@ -1,9 +1,8 @@
 """The conditional GAN's MLP generator and discriminator (Fashion-MNIST, 28x28 grey images).
 
 Both nets embed the class label in 10 dims and concatenate it to their input (`ConcatDense`: the
-first Dense layer over the concatenation). With a latent of
-100, LeakyReLU(0.2), dropout 0.3 in D and a tanh image in [-1, 1] they have 1,489,012 (G) and
-1,470,565 (D) parameters.
+first Dense layer over the concatenation). With a latent of 100, LeakyReLU(0.2), dropout 0.3 in D
+and a tanh image in [-1, 1] they have 1,489,012 (G) and 1,470,565 (D) parameters.
 """
 
 import math
@@ -61,7 +60,7 @@ def uniform16(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   `jax.random.bits` spends one hash per 32-bit word (partitionable threefry); hashing counter
   pairs directly gives two words per hash, each split into two 16-bit draws. On CPU the hashing
   was most of the discriminator's dropout cost: 16-bit draws, one draw call per network call
-  and two words per hash took ~1.8 ms off a ~17 ms cGAN step.
+  and two words per hash took ~1.9 ms off a ~17 ms cGAN step (A/B, see README).
   """
   size = math.prod(shape)
   if str(jax.random.key_impl(key)) != 'threefry2x32':  # Another --jax_default_prng_impl.
