@@ -97,6 +97,12 @@ def test_uniform16_draws_are_uniform_16_bit_and_uncorrelated(shape):
   assert (draws != other).mean() > 0.99
 
 
+def test_uniform16_with_a_non_threefry_key():
+  draws = np.asarray(gan_models.uniform16(jax.random.key(0, impl='rbg'), (30, 7)))
+  assert draws.shape == (30, 7) and draws.dtype == np.uint32 and draws.max() < 65536
+  assert len(np.unique(draws)) > 150
+
+
 def test_dropout16_rate_and_expectation():
   x = jnp.ones((400, 1024))
   out = np.asarray(gan_models.dropout16(x, gan_models.uniform16(jax.random.key(0), x.shape), 0.3))
