@@ -41,7 +41,7 @@ def _config_name() -> str:
 
 def _mode_options():
   from aml2_jax.errors import UserError
-  from aml2_jax.experiments import ModeOptions
+  from aml2_jax.experiment import ModeOptions
   try:
     labels = tuple(int(label) for label in _LABELS.value)
   except ValueError as e:
@@ -80,15 +80,16 @@ def main(argv):
   if not _VERBOSE.value:
     logging.set_verbosity(logging.ERROR)  # orbax and absl chatter hides the progress bars.
   # Imported here so that `--help` and flag errors answer before JAX loads.
-  from aml2_jax import experiments, workdir as workdir_lib
+  from aml2_jax import experiment
   from aml2_jax.errors import UserError
-  from aml2_jax.train_loop import Interrupted
+  from aml2_jax.training import workdir as workdir_lib
+  from aml2_jax.training.loop import Interrupted
   try:
     if _DISTRIBUTED.value:
       import jax
       jax.distributed.initialize()
     workdir = workdir_lib.prepare_workdir(_WORKDIR.value or f'runs/{_config_name()}')
-    experiments.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
+    experiment.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
   except UserError as e:
     if _VERBOSE.value:
       raise

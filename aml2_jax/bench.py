@@ -8,7 +8,6 @@ recurrent scan unrolled for the count (XLA counts a loop body once); utilisation
 GFLOP/s over the matmul rate measured in the same process at the step's dominant matmul shape.
 """
 
-import importlib
 import json
 import resource
 import statistics
@@ -24,13 +23,13 @@ _OUT = flags.DEFINE_string('out', '', 'Write the JSON list here too.')
 _TINY = flags.DEFINE_bool('tiny', False, 'Smoke configs and short repeats (for tests).')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: benchmark this one model and print JSON.')
 
-# config name -> (experiment module, dominant matmul [m, k, n] of its step at the config's batch).
+# config name -> the dominant matmul [m, k, n] of its train step at the config's batch size.
 MODELS = {
-    'spam_rnn': ('aml2_jax.spam', (32, 32, 32)),  # Recurrent step: [batch, units] @ [units, units].
-    'spam_lstm': ('aml2_jax.spam', (32, 32, 128)),  # [batch, units] @ [units, 4 units].
-    'textgen_rnn': ('aml2_jax.textgen', (128, 278, 278)),
-    'textgen_lstm': ('aml2_jax.textgen', (128, 128, 512)),
-    'cgan': ('aml2_jax.cgan', (128, 784, 1024)),  # D's first layer (images) on real + fake.
+    'spam_rnn': (32, 32, 32),  # Recurrent step: [batch, units] @ [units, units].
+    'spam_lstm': (32, 32, 128),  # [batch, units] @ [units, 4 units].
+    'textgen_rnn': (128, 278, 278),
+    'textgen_lstm': (128, 128, 512),
+    'cgan': (128, 784, 1024),  # D's first layer (images) on real + fake.
 }
 
 
@@ -52,7 +51,7 @@ def matmul_gflops(m: int, k: int, n: int, seconds: float) -> float:
   return 2 * m * k * n * reps / best / 1e9
 
 
-def step_flops(module, config, data) -> float:
+def step_flops(experiment, config, data) -> float:
   """XLA's FLOP count of one train step, with any recurrent scan fully unrolled for counting."""
   import jax
   import jax.numpy as jnp
@@ -60,7 +59,7 @@ def step_flops(module, config, data) -> float:
   if 'unroll' in counting.get('model', {}):
     counting.unlock()
     counting.model.unroll = 1 << 12  # More than any sequence length: every step counted.
-  task = module.build_task(counting, data)
+  task = experiment.build_task(counting, data)
   batch_idx = jnp.zeros((config.batch_size,), jnp.int32)
   cost = jax.jit(task.train_step).lower(task.state, task.data, batch_idx).cost_analysis()
   return float(cost['flops'])
@@ -69,14 +68,14 @@ def step_flops(module, config, data) -> float:
 def bench_one(name: str, tiny: bool) -> dict:
   """Benchmarks one model in this process; returns its JSON record."""
   import jax
-  from aml2_jax import sharding, train_loop
-  from aml2_jax.config_files import load_config
-  module_name, shape = MODELS[name]
-  module = importlib.import_module(module_name)
+  from aml2_jax import experiment as experiment_lib
+  from aml2_jax.training import loop as train_loop, sharding
+  from aml2_jax.training.config import load_config
   config = load_config(name, 'smoke' if tiny else '')
+  experiment = experiment_lib.get(config.experiment)
   seconds, repeats = (0.2, 3) if tiny else (5.0, 3)
-  data = module.load_data(config)
-  task = module.build_task(config, data)
+  data = experiment.load_data(config)
+  task = experiment.build_task(config, data)
   mesh = sharding.data_mesh()
   device_data = sharding.replicate(task.data, mesh)
   sums = train_loop.zero_sums(task.train_step, task.state, device_data, config.batch_size)
@@ -100,8 +99,8 @@ def bench_one(name: str, tiny: bool) -> dict:
     jax.block_until_ready(last)
     step_ms.append((time.perf_counter() - start) / (calls * n) * 1000)
   ms = statistics.median(step_ms)
-  flops = step_flops(module, config, data)
-  peak = matmul_gflops(*shape, seconds=min(seconds, 2.0))
+  flops = step_flops(experiment, config, data)
+  peak = matmul_gflops(*MODELS[name], seconds=min(seconds, 2.0))
   achieved = flops / (ms / 1000) / 1e9
   return {'model': name, 'batch_size': config.batch_size, 'steps_per_call': n,
           'compile_s': round(compile_s, 2), 'ms_per_step': round(ms, 3),

@@ -7,7 +7,7 @@ Expect:   30 epochs; sample grids in runs/cgan/samples/, then results.json with 
 Smoke:    python launch.py --config=configs/cgan.py:smoke --workdir=/tmp/cgan
 """
 
-from aml2_jax.config_base import base_config
+from aml2_jax.training.config import base_config
 
 
 def get_config(variant: str = ''):
@@ -22,6 +22,7 @@ def get_config(variant: str = ''):
       d_hidden=(1024, 512, 256),  # Discriminator dense widths (LeakyReLU 0.2 + dropout), then 1.
       dropout=0.3,  # Discriminator dropout.
       dtype='float32',  # Matmul dtype: 'bfloat16' is an option for accelerators.
+      ops='auto',  # 'auto' | 'fast' | 'plain': CPU fast paths (aml2_jax/layers/fast_ops.py).
   )
   config.optim = dict(
       learning_rate=1e-4,  # Adam, both nets (the study's value).

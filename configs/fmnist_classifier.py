@@ -5,7 +5,7 @@ Expect:   test accuracy >= 0.92 after 10 epochs; see README for the measured fig
 Smoke:    python launch.py --config=configs/fmnist_classifier.py:smoke --workdir=/tmp/clf
 """
 
-from aml2_jax.config_base import base_config
+from aml2_jax.training.config import base_config
 
 
 def get_config(variant: str = ''):
@@ -17,6 +17,7 @@ def get_config(variant: str = ''):
       channels=(32, 64),  # Output channels of the two 3x3 conv + 2x2 max-pool blocks.
       feature_dim=128,  # Width of the penultimate layer: the feature space of the project's FID.
       dropout=0.3,  # Dropout after the feature layer (training only).
+      ops='auto',  # 'auto' | 'fast' | 'plain': CPU fast paths (aml2_jax/layers/fast_ops.py).
   )
   config.optim = dict(learning_rate=1e-3)  # Adam, cosine-decayed to 0 over the run.
   config.data.limit = 0  # Use only the first N train/test images (0 = all); for smoke runs.

@@ -3,22 +3,22 @@
 Everything but the model is the RNN config's (`configs/spam_rnn.py`): same data, split, tokenizer,
 Adam 1e-3, batch 32, 10 epochs.
 
-Run:      nice -n 15 python launch.py --config=configs/spam_lstm.py     (workdir runs/spam_lstm)
+Run:      python launch.py --config=configs/spam_lstm.py     (workdir runs/spam_lstm)
 Seeds:    --config.num_seeds=5     (runs/spam_lstm/seed_<k>/; mean ± std in its results.json)
 Study:    --noconfig.data.dedup --config.data.tokenizer_fit=all
 Predict:  python launch.py --config=configs/spam_lstm.py --mode=predict --text="WIN a prize now"
 Summary:  python launch.py --config=configs/spam_lstm.py --mode=summary   (260,657 params)
 Expect:   mean of 5 seeds: test accuracy 98.7% and precision 97.9% deduplicated (the default),
-          98.9% / 98.0% with duplicates kept; about 20-25 s a seed on 2 shared CPU cores.
+          98.9% / 98.0% with duplicates kept; about 20-25 s a seed on a 2-core CPU.
           README.md has the measured table.
 Smoke:    python launch.py --config=configs/spam_lstm.py:smoke --workdir=/tmp/spam_smoke
 """
 
-from aml2_jax import config_files
+from configs import spam_rnn
 
 
 def get_config(variant: str = ''):
-  config = config_files.load_config('spam_rnn', variant)
+  config = spam_rnn.get_config(variant)
   config.model.cell = 'lstm'  # LSTM cell (Keras gate order i, f, c, o; forget bias 1).
   config.model.hidden = ()  # No dense layer between the LSTM and the logit...
   config.model.dropout = 0.0  # ...so no dropout either.

@@ -2,19 +2,19 @@
 
 Dense(256) has ReLU and dropout 0.25 after it; the logit's sigmoid is in the loss.
 
-Run:      nice -n 15 python launch.py --config=configs/spam_rnn.py      (workdir runs/spam_rnn)
+Run:      python launch.py --config=configs/spam_rnn.py      (workdir runs/spam_rnn)
 Seeds:    --config.num_seeds=5     (runs/spam_rnn/seed_<k>/; mean ± std in its results.json)
 Study:    --noconfig.data.dedup --config.data.tokenizer_fit=all   (duplicates kept, vocabulary fit
           on all messages, as the study did)
 Predict:  python launch.py --config=configs/spam_rnn.py --mode=predict --text="WIN a FREE prize now"
 Summary:  python launch.py --config=configs/spam_rnn.py --mode=summary    (261,361 params)
 Expect:   mean of 5 seeds: test accuracy 98.1% and precision 96.6% deduplicated (the default),
-          98.8% / 98.2% with duplicates kept; about 10 s a seed on 2 shared CPU cores.
+          98.8% / 98.2% with duplicates kept; about 10 s a seed on a 2-core CPU.
           README.md has the measured table.
 Smoke:    python launch.py --config=configs/spam_rnn.py:smoke --workdir=/tmp/spam_smoke
 """
 
-from aml2_jax.config_base import base_config
+from aml2_jax.training.config import base_config
 
 
 def get_config(variant: str = ''):

@@ -13,7 +13,7 @@ Expect:   next_char (the study's objective): 3,378 steps of 128 windows per epoc
 Smoke:    python launch.py --config=configs/textgen_lstm.py:smoke --workdir=/tmp/textgen_lstm
 """
 
-from aml2_jax.config_base import base_config
+from aml2_jax.training.config import base_config
 
 
 def get_config(variant: str = ''):

@@ -14,11 +14,11 @@ Everything but the model is the LSTM config's (`configs/textgen_lstm.py`).
 Smoke:    python launch.py --config=configs/textgen_rnn.py:smoke --workdir=/tmp/textgen_rnn
 """
 
-from aml2_jax import config_files
+from configs import textgen_lstm
 
 
 def get_config(variant: str = ''):
-  config = config_files.load_config('textgen_lstm', variant)
+  config = textgen_lstm.get_config(variant)
   config.model.cell = 'simple'  # 'simple' (Keras SimpleRNN, tanh) or 'lstm'.
   config.model.units = 278  # Recurrent width: 142,731 params in all with the 117-char vocabulary.
   config.model.dropout = 0.2  # Dropout on the recurrent output, before the Dense layer.

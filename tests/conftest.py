@@ -28,7 +28,7 @@ needs_real = pytest.mark.skipif(
 @pytest.fixture(name='repo_data')
 def fixture_repo_data(monkeypatch, tmp_path):
   """Points the repo's data folder into tmp_path and clears $AML2_DATA_DIR."""
-  from aml2_jax import data_files
+  from aml2_jax.datasets import files as data_files
   monkeypatch.delenv(data_files.ENV_VAR, raising=False)
   repo_data = tmp_path / 'repo_data'
   monkeypatch.setattr(data_files, 'REPO_DATA_DIR', repo_data)

@@ -8,9 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aml2_jax import cgan, fmnist_classifier, gan_metrics, gan_models
-from aml2_jax.config_files import load_config
-from aml2_jax.param_summary import count_params
+from aml2_jax import cgan, fmnist_classifier
+from aml2_jax.cgan import generate, metrics as gan_metrics, quality, train as cgan_train
+from aml2_jax.cgan.models import make_model
+from aml2_jax.fmnist_classifier import train as classifier_train
+from aml2_jax.training.config import load_config
+from aml2_jax.training.param_summary import count_params
 from conftest import launch
 
 
@@ -20,8 +23,8 @@ def config():
 
 
 def _step_fn(config):
-  g, d = cgan.build_models(config)
-  return functools.partial(cgan.train_step, g=g, d=d, tx=cgan.make_tx(config),
+  g, d = make_model(config)
+  return functools.partial(cgan_train.train_step, g=g, d=d, tx=cgan_train.make_optimizer(config),
                            latent_dim=config.model.latent_dim, real_label=config.optim.real_label,
                            ema_decay=config.optim.g_ema_decay)
 
@@ -33,14 +36,14 @@ def _random_data(num=128):
 
 
 def test_exact_parameter_counts(config):
-  state = jax.eval_shape(lambda: cgan.create_state(config))
+  state = jax.eval_shape(lambda: cgan_train.create_train_state(config))
   assert count_params(state.g_params) == 1_489_012
   assert count_params(state.d_params) == 1_470_565
 
 
 def test_output_shapes_and_ranges(config):
-  state = cgan.create_state(config)
-  g, d = cgan.build_models(config)
+  state = cgan_train.create_train_state(config)
+  g, d = make_model(config)
   noise = jax.random.normal(jax.random.key(1), (6, 100)) * 10  # Large inputs saturate tanh.
   images = g.apply({'params': state.g_params}, noise, jnp.arange(6))
   assert images.shape == (6, 784)
@@ -50,7 +53,7 @@ def test_output_shapes_and_ranges(config):
 
 
 def test_one_step_changes_every_parameter_of_both_nets(config):
-  state = cgan.create_state(config)
+  state = cgan_train.create_train_state(config)
   new_state, metrics = jax.jit(_step_fn(config))(state, _random_data(), jnp.arange(64))
   for name in ('g_params', 'g_ema', 'd_params'):
     before, after = getattr(state, name), getattr(new_state, name)
@@ -64,56 +67,17 @@ def test_one_step_changes_every_parameter_of_both_nets(config):
 
 
 def test_label_changes_the_generated_image(config):
-  state = cgan.create_state(config)
-  generate = cgan.make_generate(config, state.g_params)
+  state = cgan_train.create_train_state(config)
+  draw = lambda label: generate.generate(config, state.g_params, np.array([label]), seed=3)
   # Same seed and batch position, so the same noise; only the label differs.
-  shirt, boot = generate(np.array([0]), seed=3), generate(np.array([9]), seed=3)
+  shirt, boot = draw(0), draw(9)
   assert shirt.shape == (1, 28, 28) and shirt.dtype == np.uint8
   assert np.abs(shirt.astype(int) - boot.astype(int)).max() > 0
-  assert np.array_equal(generate(np.array([0]), seed=3), shirt)  # Deterministic for a seed.
-
-
-def test_concat_dense_equals_dense_on_the_concatenation():
-  a, b = jax.random.normal(jax.random.key(1), (5, 784)), jax.random.normal(jax.random.key(2), (5, 10))
-  split = gan_models.ConcatDense(64).init(jax.random.key(0), a, b)
-  whole = nn.Dense(64).init(jax.random.key(0), jnp.concatenate([a, b], -1))
-  assert jax.tree.map(np.shape, split) == jax.tree.map(np.shape, whole)
-  np.testing.assert_array_equal(split['params']['kernel'], whole['params']['kernel'])
-  np.testing.assert_allclose(gan_models.ConcatDense(64).apply(split, a, b),
-                             nn.Dense(64).apply(whole, jnp.concatenate([a, b], -1)), atol=1e-5)
-
-
-@pytest.mark.parametrize('shape', [(400, 1024), (3, 7)])
-def test_uniform16_draws_are_uniform_16_bit_and_uncorrelated(shape):
-  draws = np.asarray(gan_models.uniform16(jax.random.key(0), shape))
-  assert draws.shape == shape and draws.dtype == np.uint32 and draws.max() < 65536
-  if draws.size > 1000:
-    assert abs(draws.mean() / 65535 - 0.5) < 0.01
-    flat = draws.ravel().astype(np.float64)
-    half = flat.size // 2  # Draws i and i + half share a 32-bit word; i and i + 1 a hash.
-    for a, b in ((flat[:half], flat[half:]), (flat[:-1], flat[1:])):
-      assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
-  other = np.asarray(gan_models.uniform16(jax.random.key(1), shape))
-  assert (draws != other).mean() > 0.99
-
-
-def test_uniform16_with_a_non_threefry_key():
-  draws = np.asarray(gan_models.uniform16(jax.random.key(0, impl='rbg'), (30, 7)))
-  assert draws.shape == (30, 7) and draws.dtype == np.uint32 and draws.max() < 65536
-  assert len(np.unique(draws)) > 150
-
-
-def test_dropout16_rate_and_expectation():
-  x = jnp.ones((400, 1024))
-  out = np.asarray(gan_models.dropout16(x, gan_models.uniform16(jax.random.key(0), x.shape), 0.3))
-  kept = out != 0
-  assert abs(1 - kept.mean() - 0.3) < 4 * np.sqrt(0.21 / kept.size)  # Binomial, 4 sigma.
-  np.testing.assert_allclose(out[kept], 65536 / (65536 - 19661))  # Exact keep probability.
-  assert 0.99 < out.mean() < 1.01
+  assert np.array_equal(draw(0), shirt)  # Deterministic for a seed.
 
 
 def test_discriminator_dropout_only_in_training(config):
-  _, d = cgan.build_models(config)
+  _, d = make_model(config)
   images, labels = jnp.zeros((4, 784)), jnp.arange(4)
   params = d.init(jax.random.key(0), images, labels, train=False)
   run = lambda seed: d.apply(params, images, labels, train=True, rngs={'dropout': jax.random.key(seed)})
@@ -142,11 +106,12 @@ def test_class_entropy_and_per_class_accuracy():
 def test_conditional_accuracy_on_real_images_equals_classifier_accuracy(tiny_fmnist_root, tmp_path):
   clf_config = load_config('fmnist_classifier', 'smoke')
   clf_config.data.dir = str(tiny_fmnist_root)
-  results = fmnist_classifier.train(clf_config, tmp_path)
-  params = fmnist_classifier.restore_params(clf_config, tmp_path)
-  predict = fmnist_classifier.make_predict(fmnist_classifier.build_model(clf_config), params)
+  results = fmnist_classifier.train_and_evaluate(clf_config, tmp_path)
+  cgan_config = load_config('cgan', 'smoke')
+  cgan_config.eval.classifier_workdir = str(tmp_path)
+  judge = quality.Judge(cgan_config, tmp_path)
   data = fmnist_classifier.load_data(clf_config)
-  metrics = cgan.quality_metrics(predict, data.test_images, data.test_labels, data, seed=0)
+  metrics = quality.quality_metrics(judge, data.test_images, data.test_labels, data, seed=0)
   assert metrics['conditional_accuracy'] == pytest.approx(results['test_accuracy'])
   assert metrics['conditional_accuracy'] == metrics['classifier_test_accuracy']
   assert metrics['fid'] == pytest.approx(0.0, abs=1e-3)

@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from aml2_jax import char_corpus, sms_data
-from aml2_jax.char_corpus import END_CHAR, Vocabulary
+from aml2_jax.datasets import char_corpus, sms as sms_data
+from aml2_jax.datasets.char_corpus import END_CHAR, Vocabulary
 from conftest import REAL_ROOT, needs_real
 
 MESSAGES = ['Hi there', 'Free entry!', 'Hi there', 'ok', 'see you at 5', 'lol', 'ok', 'Call me']

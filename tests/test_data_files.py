@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from aml2_jax import data_files
+from aml2_jax.datasets import files as data_files
 from aml2_jax.errors import UserError
 
 

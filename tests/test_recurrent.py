@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aml2_jax import recurrent
-from aml2_jax.recurrent import Recurrent
+from aml2_jax.layers import recurrent
+from aml2_jax.layers.recurrent import Recurrent
 
 CELLS = ['simple', 'lstm']
 

@@ -11,11 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aml2_jax import data_files, experiments, spam
-from aml2_jax.config_files import load_config
+from aml2_jax import experiment as experiments, spam
+from aml2_jax.datasets import files as data_files
+from aml2_jax.spam import input_pipeline, seeds, train as spam_train
+from aml2_jax.spam.models import make_model
+from aml2_jax.spam.predict import read_messages
+from aml2_jax.training.config import load_config
 from aml2_jax.errors import UserError
-from aml2_jax.param_summary import count_params
-from aml2_jax.tokenizer import Tokenizer
+from aml2_jax.training.param_summary import count_params
+from aml2_jax.datasets.tokenizer import Tokenizer
 from conftest import launch
 
 _SPAM_WORDS = 'win free prize cash claim call now txt urgent reply'.split()
@@ -69,7 +73,7 @@ def _config(name: str, root: Path | None = None, **data):
 @pytest.mark.parametrize('name, expected', [('spam_rnn', 261_361), ('spam_lstm', 260_657)])
 def test_exact_parameter_counts_and_summary(name, expected, capsys, tmp_path):
   config = load_config(name)
-  assert count_params(jax.eval_shape(lambda: spam.create_state(config)).params) == expected
+  assert count_params(jax.eval_shape(lambda: spam_train.create_train_state(config)).params) == expected
   experiments.run(config, 'summary', tmp_path, experiments.ModeOptions())
   assert capsys.readouterr().out.splitlines()[-1].split()[-1] == f'{expected:,}'
 
@@ -77,7 +81,7 @@ def test_exact_parameter_counts_and_summary(name, expected, capsys, tmp_path):
 @pytest.mark.parametrize('name', ['spam_rnn', 'spam_lstm'])
 def test_output_shapes_and_dropout(name):
   config = load_config(name)
-  model = spam.build_model(config)
+  model = make_model(config)
   ids = jnp.asarray(np.random.default_rng(0).integers(0, 5000, (3, 7)), jnp.int32)
   params = jax.jit(model.init)(jax.random.key(0), ids)['params']
   apply = jax.jit(model.apply, static_argnames='train')
@@ -89,7 +93,7 @@ def test_output_shapes_and_dropout(name):
 
 
 def test_embedding_starts_as_keras_uniform():
-  params = spam.create_state(load_config('spam_lstm')).params
+  params = spam_train.create_train_state(load_config('spam_lstm')).params
   table = np.asarray(params['embedding']['embedding'])
   assert table.shape == (5000, 50)
   assert np.abs(table).max() <= 0.05 and np.abs(table).max() > 0.049  # Keras: U(-0.05, 0.05).
@@ -100,22 +104,22 @@ def test_embedding_starts_as_keras_uniform():
 
 def test_tokenizer_fit_on_train_split_only_unless_asked(tiny_root):
   config = _config('spam_lstm', tiny_root)
-  corpus = spam.load_corpus(config)
-  train_idx, test_idx = spam.split_indices(corpus, config)
+  corpus = input_pipeline.load_corpus(config)
+  train_idx, test_idx = input_pipeline.split_indices(corpus, config)
   test_only = {f'u{i}' for i in range(120)} & {w for i in test_idx for w in corpus.texts[i].split()}
   assert test_only
-  fit_train = spam.prepare_split(corpus, config).tokenizer.word_index
+  fit_train = input_pipeline.prepare_split(corpus, config).tokenizer.word_index
   assert not test_only & set(fit_train)
   config.data.tokenizer_fit = 'all'
-  assert test_only <= set(spam.prepare_split(corpus, config).tokenizer.word_index)
+  assert test_only <= set(input_pipeline.prepare_split(corpus, config).tokenizer.word_index)
 
 
 def test_prepare_split_encodes_pre_padded_and_dedups(tiny_root):
   config = _config('spam_lstm', tiny_root)
-  corpus = spam.load_corpus(config)
+  corpus = input_pipeline.load_corpus(config)
   assert len(corpus) == 120  # The 5 repeats are gone.
-  assert len(spam.load_corpus(_config('spam_lstm', tiny_root, dedup=False))) == 125
-  split = spam.prepare_split(corpus, config)
+  assert len(input_pipeline.load_corpus(_config('spam_lstm', tiny_root, dedup=False))) == 125
+  split = input_pipeline.prepare_split(corpus, config)
   assert split.train_ids.shape == (96, 30) and split.test_ids.shape == (24, 30)
   assert split.train_ids.dtype == np.int32 and split.test_labels.sum() == 6  # Stratified 30 * 0.2.
   # Messages are shorter than maxlen: padding on the left, the last word in the last column.
@@ -123,17 +127,17 @@ def test_prepare_split_encodes_pre_padded_and_dedups(tiny_root):
   # The last word of every message is its unique word: known in train, unknown (dropped) in test.
   last_word = split.tokenizer.word_index
   assert all(split.train_ids[k, -1] == last_word[f'u{i}']
-             for k, i in enumerate(spam.split_indices(corpus, config)[0]))
+             for k, i in enumerate(input_pipeline.split_indices(corpus, config)[0]))
 
 
 def test_run_configs_give_each_seed_its_own_split():
   config = load_config('spam_rnn')
   config.num_seeds, config.seed, config.data.split_seed = 3, 10, 5
-  runs = spam.run_configs(config)
+  runs = seeds.run_configs(config)
   assert [(r.seed, r.data.split_seed, r.num_seeds) for r in runs] == [(10, 5, 1), (11, 6, 1),
                                                                      (12, 7, 1)]
   config.data.split_per_seed = False
-  assert [r.data.split_seed for r in spam.run_configs(config)] == [5, 5, 5]
+  assert [r.data.split_seed for r in seeds.run_configs(config)] == [5, 5, 5]
   assert config.seed == 10  # The caller's config is not changed.
 
 
@@ -146,13 +150,13 @@ needs_real = pytest.mark.skipif(
 @needs_real
 def test_real_corpus_split_sizes_and_no_leak_after_dedup():
   config = load_config('spam_lstm')
-  corpus = spam.load_corpus(config)
-  train_idx, test_idx = spam.split_indices(corpus, config)
+  corpus = input_pipeline.load_corpus(config)
+  train_idx, test_idx = input_pipeline.split_indices(corpus, config)
   assert (len(train_idx), len(test_idx), int(corpus.labels[test_idx].sum())) == (4136, 1035, 131)
   assert not {corpus.texts[i] for i in test_idx} & {corpus.texts[i] for i in train_idx}
   config.data.dedup = False
-  corpus = spam.load_corpus(config)
-  train_idx, test_idx = spam.split_indices(corpus, config)
+  corpus = input_pipeline.load_corpus(config)
+  train_idx, test_idx = input_pipeline.split_indices(corpus, config)
   assert (len(train_idx), len(test_idx), int(corpus.labels[test_idx].sum())) == (4460, 1114, 149)
   # Without dedup, copies of training messages do land in the test set.
   assert len({corpus.texts[i] for i in test_idx} & {corpus.texts[i] for i in train_idx}) > 30
@@ -176,11 +180,11 @@ _GOLDEN_LOSSES = {'spam_rnn': (0.685059, 0.658303), 'spam_lstm': (0.700149, 0.69
 @pytest.mark.parametrize('name', ['spam_rnn', 'spam_lstm'])
 def test_one_training_step_lowers_the_loss_and_moves_every_parameter(name, tiny_root):
   config = _config(name, tiny_root)
-  split = spam.prepare_split(spam.load_corpus(config), config)
+  split = input_pipeline.prepare_split(input_pipeline.load_corpus(config), config)
   data = {'ids': jnp.asarray(split.train_ids), 'labels': jnp.asarray(split.train_labels)}
-  model = spam.build_model(config)
-  step = jax.jit(functools.partial(spam.train_step, model=model, tx=spam.make_tx(config)))
-  state = spam.create_state(config)
+  model = make_model(config)
+  step = jax.jit(functools.partial(spam_train.train_step, model=model, tx=spam_train.make_optimizer(config)))
+  state = spam_train.create_train_state(config)
   idx = jnp.arange(32)
   before = float(_batch_loss(model, state.params, data, idx))
   new_state, metrics = step(state, data, idx)
@@ -197,14 +201,14 @@ def test_one_training_step_lowers_the_loss_and_moves_every_parameter(name, tiny_
 
 def test_evaluation_compiles_once_for_any_params_and_size(tiny_root):
   config = _config('spam_lstm', tiny_root)
-  split = spam.prepare_split(spam.load_corpus(config), config)
-  logits_fn = spam.make_logits_fn(spam.build_model(config))
+  split = input_pipeline.prepare_split(input_pipeline.load_corpus(config), config)
+  model = make_model(config)
   for seed in (0, 1):  # New params each epoch must not recompile (they are an argument).
     config.seed = seed
-    metrics = spam.evaluate_split(logits_fn, spam.create_state(config).params, split.test_ids,
-                                  split.test_labels)
-  spam.predict_logits(logits_fn, spam.create_state(config).params, split.train_ids[:3])
-  assert logits_fn._cache_size() == 1  # pylint: disable=protected-access
+    metrics = spam_train.evaluate_split(model, spam_train.create_train_state(config).params,
+                                        split.test_ids, split.test_labels)
+  spam_train.logits_fn(model)(spam_train.create_train_state(config).params, split.train_ids[:3])
+  assert spam_train.logits_fn(model).jitted._cache_size() == 1  # pylint: disable=protected-access
   assert metrics['confusion_matrix'][0][0] + metrics['confusion_matrix'][0][1] == 18
 
 
@@ -215,7 +219,7 @@ def fixture_trained(tiny_root, tmp_path_factory) -> tuple[Path, dict]:
   config.num_seeds = 2
   config.optim.learning_rate = 1e-2  # Learns the synthetic words in the smoke run's 12 steps.
   workdir = tmp_path_factory.mktemp('spam_run')
-  return workdir, spam.train(config, workdir)
+  return workdir, spam.train_and_evaluate(config, workdir)
 
 
 def test_training_writes_results_for_every_seed_and_their_summary(trained):
@@ -235,7 +239,7 @@ def test_training_writes_results_for_every_seed_and_their_summary(trained):
   assert summary['test_roc_auc'] > 0.9
   for s in (0, 1):
     run = workdir / f'seed_{s}'
-    assert (run / spam.TOKENIZER_FILE).is_file()
+    assert (run / spam_train.TOKENIZER_FILE).is_file()
     epochs = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
     assert [e['epoch'] for e in epochs] == [1, 2] and 'val_f1' in epochs[-1]
     assert epochs[-1]['val_accuracy'] == pytest.approx(per_seed[s]['test_accuracy'])
@@ -286,7 +290,7 @@ def test_restore_refuses_a_different_vocabulary_or_model(trained, tmp_path):
   options = experiments.ModeOptions(text=('hi',))
   with pytest.raises(UserError, match='different model'):
     spam.predict(load_config('spam_rnn', 'smoke'), workdir, options)
-  Tokenizer.fit(['another vocabulary'], 5000).save(workdir / 'seed_0' / spam.TOKENIZER_FILE)
+  Tokenizer.fit(['another vocabulary'], 5000).save(workdir / 'seed_0' / spam_train.TOKENIZER_FILE)
   with pytest.raises(UserError, match='not the vocabulary the checkpoint was trained with'):
     spam.predict(config, workdir, options)
 
@@ -295,10 +299,10 @@ def test_resuming_with_other_data_is_refused_and_keeps_the_vocabulary(trained, t
                                                                       tmp_path):
   workdir = tmp_path / 'copy'
   shutil.copytree(trained[0], workdir)
-  vocab = (workdir / 'seed_0' / spam.TOKENIZER_FILE).read_bytes()
+  vocab = (workdir / 'seed_0' / spam_train.TOKENIZER_FILE).read_bytes()
   with pytest.raises(UserError, match='different data'):
-    spam.train(_config('spam_lstm', tiny_root, dedup=False), workdir)
-  assert (workdir / 'seed_0' / spam.TOKENIZER_FILE).read_bytes() == vocab
+    spam.train_and_evaluate(_config('spam_lstm', tiny_root, dedup=False), workdir)
+  assert (workdir / 'seed_0' / spam_train.TOKENIZER_FILE).read_bytes() == vocab
 
 
 def test_eval_mode_reproduces_the_training_results(trained, tiny_root, tmp_path):
@@ -318,7 +322,7 @@ def test_summarize_mean_std_and_summed_confusion():
   config = load_config('spam_rnn')
   runs = {s: {'num_params': 1, 'split_seed': s, 'test_accuracy': acc,
               'test_confusion_matrix': [[s, 1], [2, 3]]} for s, acc in ((0, 0.9), (1, 1.0))}
-  summary = spam.summarize(config, runs)
+  summary = seeds.summarize(config, runs)
   assert summary['test_accuracy'] == pytest.approx(0.95)
   assert summary['test_accuracy_std'] == pytest.approx(np.sqrt(0.005))  # Sample std (ddof=1).
   assert summary['test_confusion_matrix'] == [[1, 2], [4, 6]]
@@ -328,11 +332,11 @@ def test_summarize_mean_std_and_summed_confusion():
 def test_read_messages_one_per_line(tmp_path):
   path = tmp_path / 'in.txt'
   path.write_bytes('\ufeffa\r\n\nb\u2028still b\n'.encode('utf-8'))
-  assert spam.read_messages(str(path)) == ['a', '', 'b\u2028still b']
+  assert read_messages(str(path)) == ['a', '', 'b\u2028still b']
   path.write_bytes(b'')
-  assert spam.read_messages(str(path)) == []
+  assert read_messages(str(path)) == []
   with pytest.raises(UserError, match='cannot read --input='):
-    spam.read_messages(str(tmp_path / 'missing.txt'))
+    read_messages(str(tmp_path / 'missing.txt'))
 
 
 @pytest.mark.parametrize('field, value, message', [

@@ -10,10 +10,14 @@ import numpy as np
 import optax
 import pytest
 
-from aml2_jax import char_corpus, config_files, textgen
+from aml2_jax import textgen
+from aml2_jax.datasets import char_corpus
+from aml2_jax.textgen import generate, input_pipeline, train as textgen_train
+from aml2_jax.textgen.generate import CharSampler
 from aml2_jax.errors import UserError
-from aml2_jax.recurrent import Recurrent
-from aml2_jax.textgen_models import CharModel, CharSampler
+from aml2_jax.layers.recurrent import Recurrent
+from aml2_jax.textgen.models import CharModel, make_model
+from aml2_jax.training.config import load_config
 from conftest import launch
 from test_char_corpus import REAL_ROOT, needs_real
 
@@ -21,7 +25,7 @@ WINDOW = 20  # Window of the tiny train-step tests.
 
 
 def _config(name='textgen_lstm', variant='smoke', **overrides):
-  config = config_files.load_config(name, variant)
+  config = load_config(name, variant)
   for key, value in overrides.items():
     group, field = key.split('.') if '.' in key else (None, key)
     (config[group] if group else config)[field] = value
@@ -42,9 +46,9 @@ def _perturbed_params(model, ids, seed=0):
 @pytest.mark.parametrize('objective', char_corpus.OBJECTIVES)
 def test_exact_param_counts_on_the_real_corpus(name, expected, objective):
   config = _config(name, '', objective=objective, **{'data.dir': str(REAL_ROOT)})
-  vocab = textgen.load_corpus(config).vocab
+  vocab = input_pipeline.load_corpus(config).vocab
   assert vocab.size == 117
-  params = jax.eval_shape(lambda: textgen.create_state(config, vocab.size)).params
+  params = jax.eval_shape(lambda: textgen_train.create_train_state(config, vocab.size)).params
   assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == expected
 
 
@@ -78,11 +82,11 @@ def test_all_chars_logits_are_causal():
 def _tiny_state_and_step(config, vocab_size=11, text_len=400):
   text = (np.arange(text_len) * 7 % vocab_size).astype(np.int32)  # Predictable: i -> i + 7.
   starts = char_corpus.window_starts(text_len, config.data.window, config.objective)
-  model = textgen.make_model(config, vocab_size)
+  model = make_model(config, vocab_size)
   step = jax.jit(functools.partial(
-      textgen.train_step, model=model, tx=textgen.make_tx(config), window=config.data.window,
+      textgen_train.train_step, model=model, tx=textgen_train.make_optimizer(config), window=config.data.window,
       learning_rate=config.optim.learning_rate))
-  return textgen.create_state(config, vocab_size), step, {'text': text, 'starts': starts}
+  return textgen_train.create_train_state(config, vocab_size), step, {'text': text, 'starts': starts}
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -98,7 +102,7 @@ def _batch_loss(model, state, data, batch_idx):
 def test_one_train_step_on_a_tiny_text_lowers_the_loss(name, objective):
   config = _config(name, objective=objective, **{'data.window': WINDOW, 'model.dropout': 0.0})
   state, step, data = _tiny_state_and_step(config)
-  model, batch_idx = textgen.make_model(config, 11), jnp.arange(8)
+  model, batch_idx = make_model(config, 11), jnp.arange(8)
   before = float(_batch_loss(model, state, data, batch_idx))
   new_state, metrics = step(state, data, batch_idx)
   assert metrics['loss'] == pytest.approx(before, rel=1e-5)  # The step saw the same windows.
@@ -121,9 +125,9 @@ def test_train_step_multiplies_updates_by_the_plateau_scale():
 
 def test_plateau_lowers_the_lr_by_0_2_after_a_flat_epoch():
   config = _config()
-  state = textgen.create_state(config, vocab_size=11)
-  end_epoch = functools.partial(textgen.end_epoch,
-                                update_plateau=textgen.make_plateau_update(config))
+  state = textgen_train.create_train_state(config, vocab_size=11)
+  end_epoch = functools.partial(textgen_train.end_epoch,
+                                update_plateau=textgen_train.make_plateau_update(config))
   scales = []
   # Improves, flat (improvement < atol 1e-4), improves, flat, flat.
   for loss in (2.0, 1.99995, 1.5, 1.5, 1.5):
@@ -134,7 +138,7 @@ def test_plateau_lowers_the_lr_by_0_2_after_a_flat_epoch():
 
 def test_optimizer_is_keras_rmsprop():
   """Keras: v = 0.9 v + 0.1 g^2; w -= lr g / sqrt(v + 1e-7); here on a tiny gradient."""
-  tx = textgen.make_tx(_config())
+  tx = textgen_train.make_optimizer(_config())
   params, grad = jnp.zeros(3), jnp.array([1e-4, -0.5, 2.0])
   updates, _ = tx.update(grad, tx.init(params), params)
   expected = -0.01 * grad / np.sqrt(0.1 * grad**2 + 1e-7)
@@ -183,8 +187,8 @@ def test_sampling_stops_at_the_end_char_unless_told_not_to():
 
 def test_prompt_rule_end_char_first_unknown_chars_dropped():
   vocab = char_corpus.build_vocabulary(['Hello there', 'ok'])
-  assert textgen.prompt_context(vocab, '') == ([vocab.end_id], '', '')
-  ids, kept, dropped = textgen.prompt_context(vocab, 'He☃llo!')
+  assert generate.prompt_context(vocab, '') == ([vocab.end_id], '', '')
+  ids, kept, dropped = generate.prompt_context(vocab, 'He☃llo!')
   assert kept == 'Hello' and dropped == '!☃'
   assert ids == [vocab.end_id] + vocab.encode('Hello').tolist()
 
@@ -215,14 +219,14 @@ def test_train_then_sample_in_a_fresh_process(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
   config = _config(**{'data.dir': str(root), 'data.limit_messages': 0, 'data.window': 30})
-  results = textgen.train(config, workdir)
+  results = textgen.train_and_evaluate(config, workdir)
   assert set(results) >= {'val_bpc', 'val_loss', 'train_loss', 'num_params', 'epochs', 'wall_s'}
   assert results['epochs'] == config.num_epochs and np.isfinite(results['val_bpc'])
   assert json.loads((workdir / 'results.json').read_text())['val_bpc'] == results['val_bpc']
   vocab = char_corpus.Vocabulary.load(workdir / 'vocab.json')
-  params, _ = textgen.restore_best(config, workdir, vocab)
-  sampler = CharSampler(textgen.make_model(config, vocab.size), config.data.window)
-  kept, text = textgen.generate_text(sampler, params, vocab, 'see ☃', 40, 0.0, seed=0,
+  params, _ = textgen_train.restore_best(config, workdir, vocab)
+  sampler = CharSampler(make_model(config, vocab.size), config.data.window)
+  kept, text = generate.generate_text(sampler, params, vocab, 'see ☃', 40, 0.0, seed=0,
                                      stop_at_end=False)
 
   sampled = launch('--config=configs/textgen_lstm.py:smoke', f'--workdir={workdir}',

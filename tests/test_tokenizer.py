@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aml2_jax.errors import UserError
-from aml2_jax.tokenizer import Tokenizer, pad_sequences, text_to_words
+from aml2_jax.datasets.tokenizer import Tokenizer, pad_sequences, text_to_words
 
 
 def test_case_folding_and_punctuation_like_keras():

@@ -1,0 +1,74 @@
+"""Experiment 3, the main job: a conditional GAN on Fashion-MNIST, judged by a classifier.
+
+Modules: `models` (the MLP generator and discriminator), `train` (state, jitted step, task),
+`generate` (batched image generation), `quality` (the judge's metrics and CAS), `metrics` (FID and
+the other formulas), `sample` (the sample mode). Training ends with the quality evaluation unless
+`config.eval.after_training` is off.
+"""
+
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from aml2_jax import console
+from aml2_jax.errors import UserError
+from aml2_jax.cgan import quality, train as train_lib
+from aml2_jax.cgan.sample import sample
+from aml2_jax.datasets import fashion_mnist
+from aml2_jax.layers import fast_ops
+from aml2_jax.plotting.curves import plot_curves
+from aml2_jax.training import config as config_lib
+from aml2_jax.training.workdir import WorkdirLock, write_config
+
+CONFIGS = ('cgan',)
+build_task = train_lib.build_task
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  config_lib.check_base(config)
+  config_lib.check_positive(config, 'model.latent_dim', 'optim.learning_rate',
+                            'eval.num_per_class', 'eval.cas_num_per_class')
+  config_lib.check_fraction(config, 'model.dropout')
+  config_lib.check_fraction(config, 'optim.g_ema_decay')
+  config_lib.check_non_negative(config, 'data.limit')
+  if not 0 < config.optim.real_label <= 1:
+    raise UserError(f'config.optim.real_label is {config.optim.real_label}: it must be in (0, 1].')
+  config_lib.check_choice(config, 'model.dtype', ('float32', 'bfloat16'))
+  config_lib.check_choice(config, 'model.ops', fast_ops.OPS)
+
+
+def load_data(config: ml_collections.ConfigDict) -> fashion_mnist.FashionMnist:
+  """Fashion-MNIST; smoke runs train on the first `config.data.limit` images."""
+  return fashion_mnist.load_fashion_mnist(config.data.dir).head(config.data.limit)
+
+
+def param_trees(config: ml_collections.ConfigDict) -> dict:
+  state = jax.eval_shape(lambda: train_lib.create_train_state(config))
+  return {'Generator': state.g_params, 'Discriminator': state.d_params}
+
+
+def train_and_evaluate(config, workdir: Path, options=None) -> dict:
+  """Trains (resuming if possible), then measures the generator's quality into results.json."""
+  with WorkdirLock(workdir):
+    write_config(workdir, config)
+    data = load_data(config)
+    start = time.time()
+    state = train_lib.train(config, workdir, data)
+    train_seconds = time.time() - start
+    plot_curves(workdir, ['train_d_loss', 'train_g_loss', 'train_d_real', 'train_d_fake'])
+    console.say(f'trained in {train_seconds:.0f} s; samples in {workdir / "samples"}')
+    if not config.eval.after_training:
+      return {}
+    return quality.evaluate_and_write(config, workdir, train_lib.generator_params(config, state),
+                                      data, {'train_wall_s': round(train_seconds, 1)})
+
+
+def evaluate(config, workdir: Path, options=None) -> dict:
+  g_params = train_lib.restore_generator(config, workdir)
+  with WorkdirLock(workdir):
+    return quality.evaluate_and_write(config, workdir, g_params, load_data(config), {})
+
+
+MODES = {'train': train_and_evaluate, 'eval': evaluate, 'sample': sample}

@@ -1,0 +1,206 @@
+"""Fashion-MNIST: reading IDX (gzipped or plain) or Kaggle CSV files, with checks.
+
+A Fashion-MNIST folder holds either the four IDX files (`train-images-idx3-ubyte[.gz]`,
+`train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`)
+or Kaggle's `fashion-mnist_train.csv` and `fashion-mnist_test.csv`.
+"""
+
+import dataclasses
+import gzip
+from pathlib import Path
+import zlib
+
+import numpy as np
+
+from aml2_jax.datasets import files as data_files
+from aml2_jax.errors import UserError
+
+SUBDIR = 'fashion_mnist'
+# Where Debian's package dataset-fashion-mnist installs the gzipped IDX files.
+DEBIAN_DIR = Path('/usr/share/datasets/fashion-mnist')
+FMNIST_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
+# Of the decompressed IDX files: gzip levels differ between sources.
+IDX_SHA256 = {
+    'train-images-idx3-ubyte': 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
+    'train-labels-idx1-ubyte': 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
+    't10k-images-idx3-ubyte': '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
+    't10k-labels-idx1-ubyte': '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
+}
+CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+               'Sneaker', 'Bag', 'Ankle boot')
+
+_IDX_NAMES = tuple(IDX_SHA256)  # train images, train labels, test images, test labels.
+_CSV_NAMES = ('fashion-mnist_train.csv', 'fashion-mnist_test.csv')
+_IMAGE_SHAPE = (28, 28)
+_GZIP_MAGIC = b'\x1f\x8b'
+_UBYTE = 0x08
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FashionMnist:
+  """Fashion-MNIST images and labels (label i is CLASS_NAMES[i]); arrays may be read-only.
+
+  Attributes:
+    train_images: uint8 [60000, 28, 28].
+    train_labels: int32 [60000], in 0..9.
+    test_images: uint8 [10000, 28, 28].
+    test_labels: int32 [10000], in 0..9.
+  """
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+
+  def head(self, num_train: int = 0, num_test: int = 0) -> 'FashionMnist':
+    """The first `num_train` training and `num_test` test examples (0 = all); for smoke runs."""
+    train, test = slice(num_train or None), slice(num_test or None)
+    return FashionMnist(self.train_images[train], self.train_labels[train],
+                        self.test_images[test], self.test_labels[test])
+
+
+def load_fashion_mnist(data_dir: str = '') -> FashionMnist:
+  """Finds (see `data_files.find_data_file`), downloads if need be, verifies and reads the data.
+
+  IDX files are preferred to CSV files in the same folder, and are verified by SHA-256.
+
+  Args:
+    data_dir: config.data.dir: a data root with `fashion_mnist/`, or that folder; '' to search.
+
+  Raises:
+    UserError: files are missing and cannot be downloaded, corrupted, or malformed.
+  """
+  first = data_files.find_data_file(
+      SUBDIR, (_IDX_NAMES[0], _IDX_NAMES[0] + '.gz', _CSV_NAMES[0]), data_dir,
+      extra_dirs=(DEBIAN_DIR,), fetch=_download)
+  # The other files must sit next to the first one, so that one copy of the set is used.
+  if first.name == _CSV_NAMES[0]:
+    train = read_fmnist_csv(first)
+    test = read_fmnist_csv(_sibling(first, [_CSV_NAMES[1]]))
+    return FashionMnist(*train, *test)
+  paths = [_sibling(first, [name, name + '.gz']) for name in _IDX_NAMES]
+  train_images, train_labels, test_images, test_labels = map(_read_verified_idx, paths)
+  _check_pair(train_images, train_labels, paths[0], paths[1])
+  _check_pair(test_images, test_labels, paths[2], paths[3])
+  return FashionMnist(train_images, _as_labels(train_labels), test_images,
+                      _as_labels(test_labels))
+
+
+def _download(folder: Path) -> Path:
+  for name in _IDX_NAMES:
+    data_files.download(f'{FMNIST_URL}{name}.gz', folder / name, IDX_SHA256[name],
+                        extract=gzip.decompress)
+  return folder / _IDX_NAMES[0]
+
+
+def _sibling(first: Path, names: list[str]) -> Path:
+  for name in names:
+    if (first.parent / name).is_file():
+      return first.parent / name
+  raise UserError(f'{first.parent} has {first.name} but no {" or ".join(names)}; put all files '
+                  'of one Fashion-MNIST format in the same folder')
+
+
+def _read_verified_idx(path: Path) -> np.ndarray:
+  content = _idx_content(path)
+  array = _parse_idx(path, content)
+  name = path.name.removesuffix('.gz')
+  data_files.check_sha256(path, content, IDX_SHA256[name],
+                          f'replace it with {name}.gz from {FMNIST_URL}')
+  return array
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+  """Reads an IDX file of unsigned bytes, gzipped or plain (told apart by the gzip magic).
+
+  Returns:
+    uint8 array (read-only) with the header's dims, e.g. [60000, 28, 28] or [60000].
+
+  Raises:
+    UserError: unreadable, truncated or corrupted gzip, not IDX, not uint8, or a data length
+      other than the header's.
+  """
+  path = Path(path)
+  return _parse_idx(path, _idx_content(path))
+
+
+def _idx_content(path: Path) -> bytes:
+  """Returns the file's bytes, decompressed if it is gzipped."""
+  raw = data_files.read_bytes(path)
+  if not raw.startswith(_GZIP_MAGIC):
+    return raw
+  try:
+    return gzip.decompress(raw)
+  except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+    raise UserError(f'{path} is a truncated or corrupted gzip file ({e}); replace it with a '
+                    f'good copy, e.g. from {FMNIST_URL}') from None
+
+
+def _parse_idx(path: Path, content: bytes) -> np.ndarray:
+  """Checks the IDX header (zero, zero, dtype, ndim, then ndim big-endian uint32 dims)."""
+  if len(content) < 4 or content[:2] != b'\0\0' or content[3] == 0:
+    raise UserError(f'{path} is not an IDX file (starts with {content[:4].hex(" ") or "nothing"}, '
+                    'expected 00 00 08 <ndim>); replace it with a Fashion-MNIST IDX file')
+  if content[2] != _UBYTE:
+    raise UserError(f'{path}: IDX data type 0x{content[2]:02x} is not unsigned byte (0x08); '
+                    'replace it with a Fashion-MNIST IDX file')
+  ndim = content[3]
+  offset = 4 + 4 * ndim
+  if len(content) < offset:
+    raise UserError(f'{path} is truncated inside its IDX header; replace it with a good copy')
+  dims = tuple(int(d) for d in np.frombuffer(content, '>u4', ndim, offset=4))
+  expected = int(np.prod(dims))
+  if len(content) - offset != expected:
+    raise UserError(f'{path} has {len(content) - offset} data bytes but its IDX header {dims} '
+                    f'says {expected}; the file is truncated or corrupted, replace it')
+  return np.frombuffer(content, np.uint8, offset=offset).reshape(dims)
+
+
+def read_fmnist_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a Kaggle Fashion-MNIST CSV (header `label,pixel1,...,pixel784`, values 0..255).
+
+  Returns:
+    (images, labels): uint8 [num, 28, 28] and int32 [num].
+
+  Raises:
+    UserError: unreadable file, wrong header, non-integer or out-of-range values.
+  """
+  import pandas as pd  # Slow to import, and only CSVs need it.
+
+  path = Path(path)
+  columns = ['label'] + [f'pixel{i}' for i in range(1, 785)]
+  try:
+    table = pd.read_csv(path, dtype=np.int64)
+  except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise UserError(f'{path}: cannot read it as a Fashion-MNIST CSV ({reason}); expected '
+                    'integer columns label,pixel1..pixel784') from None
+  if list(table.columns) != columns or table.empty:
+    raise UserError(f'{path}: header must be label,pixel1,...,pixel784 with rows below it, '
+                    f'got {len(table.columns)} columns starting {list(table.columns[:3])} and '
+                    f'{len(table)} rows; use the Kaggle Fashion-MNIST CSV')
+  values = table.to_numpy()
+  if values[:, 1:].min() < 0 or values[:, 1:].max() > 255:
+    raise UserError(f'{path}: pixel values must be in 0..255, found '
+                    f'{values[:, 1:].min()}..{values[:, 1:].max()}; fix or replace the file')
+  images = values[:, 1:].astype(np.uint8).reshape(-1, *_IMAGE_SHAPE)
+  _check_pair(images, values[:, 0], path, path)  # Before the cast to int32 can wrap labels.
+  return images, _as_labels(values[:, 0])
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, images_path: Path,
+                labels_path: Path) -> None:
+  """Checks shapes, that counts agree and that labels are in 0..9."""
+  if images.ndim != 3 or images.shape[1:] != _IMAGE_SHAPE:
+    raise UserError(f'{images_path}: images have shape {list(images.shape)}, expected '
+                    '[num, 28, 28]; use the Fashion-MNIST images file')
+  if labels.ndim != 1 or len(labels) != len(images):
+    raise UserError(f'{labels_path}: labels have shape {list(labels.shape)} but {images_path} '
+                    f'has {len(images)} images; use matching Fashion-MNIST files')
+  bad = labels[(labels < 0) | (labels >= len(CLASS_NAMES))]
+  if bad.size:
+    raise UserError(f'{labels_path}: label {bad[0]} is out of range 0..9; '
+                    'use the Fashion-MNIST labels file')
+
+
+def _as_labels(labels: np.ndarray) -> np.ndarray:
+  return labels.astype(np.int32)

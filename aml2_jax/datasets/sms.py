@@ -1,0 +1,183 @@
+"""The SMS Spam Collection: loading, de-duplication and a stratified split.
+
+Two file formats are read: the UCI original `SMSSpamCollection` (UTF-8, `ham|spam<TAB>message`
+per line) and Kaggle's `spam.csv` (latin-1 CSV with columns `v1` (label) and `v2` (message)).
+"""
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+import zipfile
+
+import numpy as np
+
+from aml2_jax.datasets import files as data_files
+from aml2_jax.errors import UserError
+
+SUBDIR = 'sms_spam'
+UCI_NAME = 'SMSSpamCollection'
+KAGGLE_NAME = 'spam.csv'
+SMS_URL = 'https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip'
+# Of the file `SMSSpamCollection` inside the zip.
+SMS_SHA256 = '7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d'
+
+_LABELS = {'ham': 0, 'spam': 1}
+_UCI_LINE = "each line must be 'ham' or 'spam', a tab, then the message"
+_CSV_ROW = "each row must have v1 = 'ham' or 'spam' and v2 = the message"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SmsSpam:
+  """SMS messages and their labels.
+
+  Attributes:
+    texts: the messages, verbatim.
+    labels: int32 [num]; 1 = spam, 0 = ham.
+    path: the file they were read from.
+  """
+  texts: list[str]
+  labels: np.ndarray
+  path: Path
+
+  def __len__(self) -> int:
+    return len(self.texts)
+
+
+def load_sms_spam(data_dir: str = '') -> SmsSpam:
+  """Finds (see `data_files.find_data_file`), downloads if need be, verifies and reads the data.
+
+  Args:
+    data_dir: config.data.dir: a data root with `sms_spam/`, or that folder itself; '' to search.
+
+  Raises:
+    UserError: the file is missing and cannot be downloaded, corrupted, or malformed.
+  """
+  path = data_files.find_data_file(SUBDIR, (UCI_NAME, KAGGLE_NAME), data_dir, fetch=_download)
+  raw = data_files.read_bytes(path)
+  # Only the canonical name has a known checksum; other files get the structural checks.
+  if path.name == UCI_NAME:
+    data_files.check_sha256(path, raw, SMS_SHA256,
+                            f'replace it with the UCI original ({UCI_NAME} in {SMS_URL})')
+  return _parse(path, raw)
+
+
+def _download(folder: Path) -> Path:
+  return data_files.download(SMS_URL, folder / UCI_NAME, SMS_SHA256, extract=_unzip_uci_file)
+
+
+def _unzip_uci_file(zipped: bytes) -> bytes:
+  with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+    return archive.read(UCI_NAME)
+
+
+def read_sms_file(path: str | Path) -> SmsSpam:
+  """Reads a UCI `SMSSpamCollection` or a Kaggle `spam.csv` file, with structural checks only.
+
+  The format is Kaggle CSV if the name ends in `.csv` or the file starts with `v1,`, else UCI.
+
+  Raises:
+    UserError: the file is unreadable, empty, or malformed; the message names file and line.
+  """
+  path = Path(path)
+  return _parse(path, data_files.read_bytes(path))
+
+
+def _parse(path: Path, raw: bytes) -> SmsSpam:
+  is_csv = path.suffix.lower() == '.csv' or raw.lstrip(b'\xef\xbb\xbf').startswith(b'v1,')
+  rows = _parse_csv(path, raw) if is_csv else _parse_uci(path, raw)
+  if not rows:
+    raise UserError(f'{path} is empty (no messages); replace it with the data set file')
+  labels, texts = zip(*rows)
+  return SmsSpam(texts=list(texts), labels=np.array(labels, np.int32), path=path)
+
+
+def _parse_uci(path: Path, raw: bytes) -> list[tuple[int, str]]:
+  """Returns (label, text) rows of a UCI-format file."""
+  try:
+    text = raw.decode('utf-8').removeprefix('\ufeff')
+  except UnicodeDecodeError as e:
+    line = raw.count(b'\n', 0, e.start) + 1
+    raise UserError(f'{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x}); re-save the file '
+                    f'as UTF-8 or use the UCI original from {SMS_URL}') from None
+  rows = []
+  for line_num, line in enumerate(text.split('\n'), start=1):
+    line = line.removesuffix('\r')  # Tolerate Windows line ends.
+    if not line:
+      continue
+    label, tab, message = line.partition('\t')
+    if not tab:
+      raise UserError(f'{path}:{line_num}: no tab in the line; {_UCI_LINE}')
+    if label not in _LABELS:
+      raise UserError(f'{path}:{line_num}: label {label[:20]!r} is not ham or spam; {_UCI_LINE}')
+    rows.append((_LABELS[label], message))
+  return rows
+
+
+def _parse_csv(path: Path, raw: bytes) -> list[tuple[int, str]]:
+  """Returns (label, text) rows of a Kaggle-format CSV (columns v1, v2; others ignored)."""
+  try:
+    text = raw.decode('utf-8-sig')
+  except UnicodeDecodeError:
+    text = raw.decode('latin-1')  # Kaggle's encoding; UTF-8 is tried first for re-saved files.
+  reader = csv.reader(io.StringIO(text, newline=''))
+  try:
+    header = next(reader, [])
+    if 'v1' not in header or 'v2' not in header:
+      raise UserError(f"{path}: no 'v1' and 'v2' columns in the header {header[:5]}; expected "
+                      "Kaggle's spam.csv (label in v1, message in v2)")
+    label_col, text_col = header.index('v1'), header.index('v2')
+    rows = []
+    for record in reader:
+      if not any(record):
+        continue
+      if len(record) <= max(label_col, text_col):
+        raise UserError(f'{path}:{reader.line_num}: too few columns; {_CSV_ROW}')
+      label = record[label_col]
+      if label not in _LABELS:
+        raise UserError(f'{path}:{reader.line_num}: label {label[:20]!r} is not ham or spam; '
+                        f'{_CSV_ROW}')
+      rows.append((_LABELS[label], record[text_col]))
+  except csv.Error as e:
+    raise UserError(f'{path}:{reader.line_num}: malformed CSV ({e}); {_CSV_ROW}') from None
+  return rows
+
+
+def drop_duplicates(data: SmsSpam) -> SmsSpam:
+  """Removes rows whose (label, text) occurred earlier, keeping order.
+
+  On the UCI file this takes 5,574 rows to 5,171.
+  """
+  seen = set()
+  keep = []
+  for i, row in enumerate(zip(data.labels.tolist(), data.texts)):
+    if row not in seen:
+      seen.add(row)
+      keep.append(i)
+  return SmsSpam(texts=[data.texts[i] for i in keep], labels=data.labels[keep], path=data.path)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Splits indices so that each class has round(test_fraction * class count) test rows.
+
+  Args:
+    labels: int [num].
+    test_fraction: in [0, 1].
+    seed: seeds the per-class shuffle.
+
+  Returns:
+    (train_idx, test_idx): sorted int64 index arrays, disjoint, together all of 0..num-1.
+  """
+  if not 0 <= test_fraction <= 1:
+    raise UserError(f'test_fraction must be between 0 and 1, got {test_fraction}; fix the config')
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  train, test = [], []
+  for label in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == label))
+    num_test = round(test_fraction * len(idx))
+    test.append(idx[:num_test])
+    train.append(idx[num_test:])
+  empty = [np.zeros(0, np.int64)]
+  return np.sort(np.concatenate(train + empty)), np.sort(np.concatenate(test + empty))

@@ -1,0 +1,87 @@
+"""Experiment 1: the SMS spam classifier, Embedding -> SimpleRNN or LSTM -> dense -> one logit.
+
+Modules: `input_pipeline` (corpus, de-duplication, split, tokenizer), `models`, `train` (one seed:
+state, jitted step, evaluation, restore), `seeds` (several seeds and their summary), `metrics`
+(binary-classifier metrics), `predict` (the predict mode).
+"""
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from aml2_jax.errors import UserError
+from aml2_jax.spam import input_pipeline, seeds, train as train_lib
+from aml2_jax.spam.input_pipeline import SpamSplit, prepare_split, vocab_digest
+from aml2_jax.spam.predict import predict
+from aml2_jax.training import config as config_lib
+from aml2_jax.training.checkpointing import check_compatible
+from aml2_jax.training.workdir import WorkdirLock, write_config
+
+CONFIGS = ('spam_rnn', 'spam_lstm')
+build_task = train_lib.build_task
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  config_lib.check_base(config)
+  config_lib.check_positive(config, 'num_seeds', 'optim.learning_rate', 'model.embed_dim',
+                            'model.units', 'model.unroll', 'data.maxlen')
+  config_lib.check_fraction(config, 'model.dropout')
+  config_lib.check_fraction(config, 'data.test_fraction', allow_zero=False)
+  if config.model.cell not in train_lib.CONFIG_FILES:
+    raise UserError(f'config.model.cell is {config.model.cell!r}: use "simple" or "lstm".')
+  if any(width <= 0 for width in config.model.hidden):
+    raise UserError(f'config.model.hidden is {tuple(config.model.hidden)}: widths must be > 0.')
+  if config.data.num_words < 2:
+    raise UserError(f'config.data.num_words is {config.data.num_words}: it must be >= 2 '
+                    '(id 0 is padding, so num_words - 1 words are kept).')
+  if config.data.tokenizer_fit not in ('train', 'all'):
+    raise UserError(f'config.data.tokenizer_fit is {config.data.tokenizer_fit!r}: use "train" '
+                    '(no test leakage) or "all" (as the study did).')
+  if config.data.limit < 0:
+    raise UserError('config.data.limit must be >= 0 (0 = every message).')
+
+
+def load_data(config: ml_collections.ConfigDict) -> SpamSplit:
+  """The encoded train/test split of one run (corpus, dedup, split, tokenizer)."""
+  return prepare_split(input_pipeline.load_corpus(config), config)
+
+
+def param_trees(config: ml_collections.ConfigDict) -> dict:
+  params = jax.eval_shape(lambda: train_lib.create_train_state(config)).params
+  return {f'SpamClassifier (cell={config.model.cell})': params}
+
+
+def train_and_evaluate(config, workdir: Path, options=None) -> dict:
+  """Trains every seed (resuming where checkpoints exist), then writes the summary."""
+  with WorkdirLock(workdir):
+    write_config(workdir, config)
+    corpus = input_pipeline.load_corpus(config)
+    per_seed = {run.seed: train_lib.train_run(run, seeds.seed_dir(workdir, run.seed), corpus)
+                for run in seeds.run_configs(config)}
+    return seeds.write_summary(config, workdir, per_seed)
+
+
+def evaluate(config, workdir: Path, options=None) -> dict:
+  """Re-evaluates every seed's last checkpoint on its held-out split; rewrites the results."""
+  with WorkdirLock(workdir):
+    corpus = input_pipeline.load_corpus(config)
+    per_seed = {}
+    for run in seeds.run_configs(config):
+      run_dir = seeds.seed_dir(workdir, run.seed)
+      params, _, saved = train_lib.restore_run(run, run_dir, workdir)
+      split = prepare_split(corpus, run)
+      check_compatible(saved, train_lib.train_meta(run, vocab_digest(split.tokenizer)), run_dir)
+      extra = {k: v for k, v in _read_results(run_dir).items()
+               if k in ('train_wall_s', 'resumed_from_step')}  # Facts of training, not of eval.
+      per_seed[run.seed] = train_lib.write_run_results(run, run_dir, params, split, extra)
+    return seeds.write_summary(config, workdir, per_seed)
+
+
+def _read_results(run_dir: Path) -> dict:
+  path = run_dir / 'results.json'
+  return json.loads(path.read_text()) if path.exists() else {}
+
+
+MODES = {'train': train_and_evaluate, 'eval': evaluate, 'predict': predict}

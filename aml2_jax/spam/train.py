@@ -1,0 +1,183 @@
+"""The spam classifier's training for one seed: state, jitted step, evaluation, restore.
+
+The held-out split is the test set. The per-epoch `val_*` metrics are that same split, monitored as
+the study's Keras `validation_data`; nothing is chosen on it (no early stopping, no best
+checkpoint): the results are those of the last epoch.
+"""
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aml2_jax import console
+from aml2_jax.datasets import sms
+from aml2_jax.datasets.tokenizer import Tokenizer
+from aml2_jax.errors import UserError
+from aml2_jax.plotting.curves import plot_curves
+from aml2_jax.spam import metrics
+from aml2_jax.spam.input_pipeline import SpamSplit, describe, prepare_split, vocab_digest
+from aml2_jax.spam.models import SpamClassifier, make_model
+from aml2_jax.training import checkpointing, inference, loop
+from aml2_jax.training.metrics_logging import write_json
+from aml2_jax.training.param_summary import count_params
+from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
+from aml2_jax.training.workdir import WorkdirLock, write_config
+
+TOKENIZER_FILE = 'tokenizer.json'
+THRESHOLD = 0.5  # P(spam) above which a message is labelled spam.
+EVAL_BATCH = 256  # Messages per jitted inference call (one compiled shape).
+CONFIG_FILES = {'simple': 'configs/spam_rnn.py', 'lstm': 'configs/spam_lstm.py'}
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  return optax.adam(config.optim.learning_rate, eps=config.optim.eps)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_params(model: SpamClassifier, key: jax.Array, maxlen: int) -> dict:
+  # Jitted and cached per (model, maxlen): eager init runs the scan op by op, several times slower.
+  return model.init(key, jnp.zeros((1, maxlen), jnp.int32))['params']
+
+
+def create_train_state(config: ml_collections.ConfigDict) -> TrainState:
+  init_key, run_key = jax.random.split(jax.random.key(config.seed))
+  params = _init_params(make_model(config), init_key, config.data.maxlen)
+  return TrainState.create(params, make_optimizer(config), run_key)
+
+
+def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: SpamClassifier,
+               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+  """One Adam step on the mean binary cross-entropy of logits.
+
+  Args:
+    state: the train state.
+    data: 'ids' int32 [num, maxlen] and 'labels' int32 [num], gathered with `batch_idx`.
+    batch_idx: int32 [batch].
+    model, tx: bound with functools.partial.
+  """
+  ids, labels = data['ids'][batch_idx], data['labels'][batch_idx].astype(jnp.float32)
+
+  def loss_fn(params):
+    logits = model.apply({'params': params}, ids, train=True, rngs={'dropout': step_key(state)})
+    loss = optax.sigmoid_binary_cross_entropy(logits, labels).mean()
+    return loss, jnp.mean((logits > 0) == (labels > 0.5))
+
+  (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  metrics_ = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.global_norm(grads)}
+  return apply_gradients(state, grads, tx), metrics_
+
+
+def build_task(config: ml_collections.ConfigDict, split: SpamSplit) -> loop.TrainTask:
+  """The training task for the shared loop (also what the benchmark times)."""
+  return loop.TrainTask(
+      state=create_train_state(config),
+      train_step=functools.partial(train_step, model=make_model(config),
+                                   tx=make_optimizer(config)),
+      data={'ids': split.train_ids, 'labels': split.train_labels},
+      num_examples=len(split.train_labels))
+
+
+@functools.cache
+def logits_fn(model: SpamClassifier):
+  """`(params, ids [num, maxlen]) -> [logits [num]]`, compiled once per model and process."""
+  return inference.batched(lambda params, ids: model.apply({'params': params}, ids), EVAL_BATCH)
+
+
+def evaluate_split(model: SpamClassifier, params, ids: np.ndarray, labels: np.ndarray) -> dict:
+  """'loss' and every `metrics.binary_metrics` entry of the model on one split."""
+  (logits,) = logits_fn(model)(params, ids)
+  # Logit 0 is P(spam) = 0.5; logits also keep the AUCs free of float32 ties at P = 1.
+  threshold = float(np.log(THRESHOLD / (1 - THRESHOLD)))
+  return {'loss': metrics.bce_from_logits(labels, logits),
+          **metrics.binary_metrics(labels, logits, threshold=threshold)}
+
+
+def model_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
+  """What a restore for inference must match: the architecture and the vocabulary."""
+  model = {k: v for k, v in config.model.to_dict().items() if k != 'unroll'}  # Speed knob only.
+  return {'experiment': 'spam', 'model': model, 'num_words': config.data.num_words,
+          'maxlen': config.data.maxlen, 'vocab_sha256': digest}
+
+
+def train_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
+  """What resuming must also match: the data the run trains on (the vocab alone can coincide)."""
+  d = config.data
+  data = {'dedup': d.dedup, 'limit': d.limit, 'test_fraction': d.test_fraction,
+          'split_seed': d.split_seed, 'tokenizer_fit': d.tokenizer_fit}
+  return {**model_meta(config, digest), 'data': data}
+
+
+def train_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.SmsSpam) -> dict:
+  """Trains (or resumes) one seed in `run_dir`, then writes its `results.json`."""
+  run_dir.mkdir(parents=True, exist_ok=True)
+  with WorkdirLock(run_dir):
+    write_config(run_dir, config)
+    split = prepare_split(corpus, config)
+    console.say(describe(config, corpus, split))
+    meta = train_meta(config, vocab_digest(split.tokenizer))
+    task = dataclasses.replace(build_task(config, split), meta=meta)
+    # Refuse before replacing the vocabulary the existing checkpoint needs.
+    resumed_from = checkpointing.refuse_incompatible(run_dir, meta)
+    split.tokenizer.save(run_dir / TOKENIZER_FILE)
+    hooks = loop.EpochHooks(evaluate=functools.partial(epoch_metrics, config, split))
+    start = time.perf_counter()
+    state = loop.train_in_workdir(task, config, run_dir, hooks)
+    wall_s = time.perf_counter() - start
+    plot_curves(run_dir, ['train_loss', 'val_loss', 'val_accuracy', 'val_f1'])
+    extra = {'train_wall_s': round(wall_s, 1), 'resumed_from_step': resumed_from or 0}
+    return write_run_results(config, run_dir, state.params, split, extra)
+
+
+def epoch_metrics(config, split: SpamSplit, state: TrainState) -> dict:
+  """The held-out metrics logged after every epoch (scalars only), with a one-line print."""
+  metrics_ = evaluate_split(make_model(config), state.params, split.test_ids, split.test_labels)
+  metrics_.pop('confusion_matrix')
+  epoch = int(state.step) // (len(split.train_labels) // config.batch_size)
+  console.say(f'seed {config.seed} epoch {epoch}: val loss {metrics_["loss"]:.4f}  '
+              f'acc {metrics_["accuracy"]:.4f}  precision {metrics_["precision"]:.4f}  '
+              f'recall {metrics_["recall"]:.4f}  f1 {metrics_["f1"]:.4f}')
+  return {f'val_{k}': v for k, v in metrics_.items()}
+
+
+def write_run_results(config, run_dir: Path, params, split: SpamSplit, extra: dict) -> dict:
+  """Test metrics and the run's facts into `<run_dir>/results.json`; returns them."""
+  metrics_ = evaluate_split(make_model(config), params, split.test_ids, split.test_labels)
+  results = {
+      **{f'test_{k}': v for k, v in metrics_.items()},
+      'num_params': count_params(params),
+      'num_train': len(split.train_labels), 'num_test': len(split.test_labels),
+      'seed': config.seed, 'split_seed': config.data.split_seed, 'dedup': config.data.dedup,
+      'tokenizer_fit': config.data.tokenizer_fit, 'vocab_sha256': vocab_digest(split.tokenizer),
+      **extra,
+  }
+  write_json(run_dir / 'results.json', results)
+  return results
+
+
+def restore_run(config, run_dir: Path, workdir: Path) -> tuple[dict, Tokenizer, dict]:
+  """(params, tokenizer, saved meta) of a trained run, refusing a vocabulary or model mismatch."""
+  train_command = f'python launch.py --config={CONFIG_FILES[config.model.cell]}'
+  if not any(p.name.isdigit() for p in (run_dir / 'checkpoints').glob('*')):
+    others = sorted(p.parent.name for p in Path(workdir).glob('seed_*/checkpoints'))
+    hint = f' (found {", ".join(others)}: pick one with --config.seed)' if others else ''
+    raise UserError(f'no trained spam model in {run_dir}{hint}; train it first: {train_command} '
+                    f'--workdir={workdir}')
+  tokenizer = Tokenizer.load(run_dir / TOKENIZER_FILE)
+  digest = vocab_digest(tokenizer)
+  meta = model_meta(config, digest)
+  restored = checkpointing.restore_trained(
+      run_dir, lambda: create_train_state(config), meta, train_command=train_command,
+      meta_keys=[k for k in meta if k != 'vocab_sha256'])
+  if restored.meta.get('vocab_sha256') != digest:
+    trained_with = str(restored.meta.get('vocab_sha256'))[:12]
+    raise UserError(f'{run_dir / TOKENIZER_FILE} is not the vocabulary the checkpoint was '
+                    f'trained with (SHA-256 {digest[:12]}... vs {trained_with}...); retrain in '
+                    f'{workdir} or restore that file.')
+  return restored.state.params, tokenizer, restored.meta

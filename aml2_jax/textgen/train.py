@@ -1,0 +1,255 @@
+"""The text generator's training: optimizer, plateau schedule, jitted step, validation, restore.
+
+`configs/textgen_rnn.py` and `configs/textgen_lstm.py` reproduce the study (RMSProp 0.01, learning
+rate x0.2 when the epoch's training loss stops improving, best model kept) and add what it lacked:
+5% of the messages held out, with validation loss and bits per character every epoch, and the
+faster `all_chars` objective as an option (see `aml2_jax.datasets.char_corpus`).
+
+Optimizer. Keras' RMSprop divides by sqrt(velocity + epsilon), epsilon inside the root, with rho 0.9
+and epsilon 1e-7; `optax.rmsprop` places eps the same way by default (`eps_in_sqrt=True`) but
+defaults eps to 1e-8. The configs set eps 1e-7, in the root: Keras' update exactly.
+
+Plateau schedule. `optax.contrib.reduce_on_plateau` is kept out of the optimizer chain (its update
+needs the loss) and updated on the host once per epoch, after the epoch, with its mean training
+loss (`end_epoch`); its `scale` lives in `TrainState.schedule` and multiplies every update of the
+next epoch, as Keras' ReduceLROnPlateau sets the next epoch's learning rate.
+
+Evaluation. Validation loss is the study's quantity on the held-out text for both objectives: the
+cross-entropy of the character after each 100-character window, in nats; bits per character is
+that over ln 2. Every epoch it is estimated on every `config.eval.stride`-th window (a forward
+pass of the window each), and the best checkpoint is the one with the lowest; the best
+checkpoint's figures in results.json use every window.
+
+Sampling (`--mode=sample`): see `generate.prompt_context` for how prompts are read, and
+`generate.CharSampler` for how the model is run.
+"""
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aml2_jax import console
+from aml2_jax.datasets import char_corpus
+from aml2_jax.datasets.char_corpus import CharCorpus, Vocabulary
+from aml2_jax.plotting.curves import plot_curves
+from aml2_jax.textgen import generate
+from aml2_jax.textgen.input_pipeline import load_corpus, save_vocabulary, train_starts, val_starts
+from aml2_jax.textgen.models import CharModel, make_model
+from aml2_jax.training import checkpointing, inference, loop
+from aml2_jax.training.metrics_logging import MetricLogger, write_json
+from aml2_jax.training.param_summary import count_params
+from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
+
+BEST_METRIC = 'val_loss'
+CONFIG_FILES = {'simple': 'configs/textgen_rnn.py', 'lstm': 'configs/textgen_lstm.py'}
+
+
+# --- Optimizer, state -----------------------------------------------------------------------
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Keras' RMSprop: rho 0.9, epsilon inside the square root (see the module docstring)."""
+  o = config.optim
+  return optax.rmsprop(o.learning_rate, decay=o.rho, eps=o.eps, eps_in_sqrt=o.eps_in_sqrt)
+
+
+def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
+  """Keras' ReduceLROnPlateau as optax's transform; one update per epoch, so patience = epochs."""
+  o = config.optim
+  return optax.contrib.reduce_on_plateau(factor=o.plateau_factor, patience=o.plateau_patience,
+                                         rtol=o.plateau_rtol, atol=o.plateau_atol)
+
+
+def create_train_state(config: ml_collections.ConfigDict, vocab_size: int) -> TrainState:
+  init_key, run_key = jax.random.split(jax.random.key(config.seed))
+  ids = jnp.zeros((1, config.data.window), jnp.int32)
+  # Jitted: eager init runs the orthogonal initialiser's QR op by op, seconds slower.
+  params = jax.jit(make_model(config, vocab_size).init)(init_key, ids)['params']
+  return TrainState.create(params, make_optimizer(config), run_key,
+                           schedule=make_plateau(config).init(params))
+
+
+# --- Steps ----------------------------------------------------------------------------------
+
+
+def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: CharModel,
+               tx: optax.GradientTransformation, window: int, learning_rate: float):
+  """One RMSProp step on the windows `data['starts'][batch_idx]` of `data['text']`.
+
+  The update is scaled by the plateau schedule's current `scale`. Metrics: 'loss' (mean
+  cross-entropy, nats), 'grad_norm', and 'lr' (the learning rate in force).
+
+  Args:
+    state: the train state.
+    data: 'text' int32 [num_chars] and window 'starts' int32 [num_windows].
+    batch_idx: int32 [batch].
+    model, tx, window, learning_rate: bound with functools.partial.
+  """
+  ids = char_corpus.gather_windows(data['text'], data['starts'][batch_idx], window)
+  inputs = ids[:, :-1]
+  targets = ids[:, 1:] if model.all_steps else ids[:, -1]
+
+  def loss_fn(params):
+    _, logits = model.apply({'params': params}, inputs, train=True,
+                            rngs={'dropout': step_key(state)})
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  scale = state.schedule.scale
+  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), 'lr': learning_rate * scale}
+  return apply_gradients(state, grads, tx, scale), metrics
+
+
+@functools.cache
+def window_nll_fn(model: CharModel, window: int, batch_size: int):
+  """`(params, text [num_chars], starts [num]) -> [nll [num]]`: cross-entropy (nats) of the
+  character after each window; compiled once per model and process."""
+  last_step = model.clone(all_steps=False)
+
+  def nll(params, text, starts):
+    ids = char_corpus.gather_windows(text, starts, window)
+    _, logits = last_step.apply({'params': params}, ids[:, :-1])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, ids[:, -1])
+
+  batched = inference.batched(lambda params_and_text, starts: nll(*params_and_text, starts),
+                              batch_size)
+  return lambda params, text, starts: batched((params, text), starts)
+
+
+def validate(config: ml_collections.ConfigDict, model: CharModel, params, val_ids: np.ndarray,
+             stride: int = 1) -> dict[str, float]:
+  """{'val_loss', 'val_bpc'} on every `stride`-th held-out window."""
+  nll = window_nll_fn(model, config.data.window, config.eval.batch_size)
+  (losses,) = nll(params, jnp.asarray(val_ids), val_starts(config, val_ids, stride))
+  loss = float(np.mean(losses))
+  return {'val_loss': loss, 'val_bpc': loss / math.log(2)}
+
+
+def end_epoch(state: TrainState, train_metrics: dict, *, update_plateau) -> TrainState:
+  """Feeds the epoch's mean training loss to the plateau schedule (Keras monitors 'loss')."""
+  return state.replace(schedule=update_plateau(state.schedule, train_metrics['loss']))
+
+
+def make_plateau_update(config: ml_collections.ConfigDict):
+  """`(schedule_state, epoch_loss) -> schedule_state`, jitted so it keeps the state's placement."""
+  plateau = make_plateau(config)
+  # The transform scales `updates`; only its state is wanted here, so it is given none.
+  return jax.jit(lambda s, loss: plateau.update(updates={}, state=s, value=loss)[1])
+
+
+# --- Training -------------------------------------------------------------------------------
+
+
+def model_meta(config: ml_collections.ConfigDict, vocab: Vocabulary) -> dict:
+  model = {k: v for k, v in config.model.to_dict().items() if k != 'unroll'}  # unroll: speed only.
+  return {'experiment': 'textgen', 'objective': config.objective, 'model': model,
+          'window': config.data.window, 'vocab_sha256': vocab.digest(),
+          'split': {'val_fraction': config.data.val_fraction, 'seed': config.data.split_seed,
+                    'limit_messages': config.data.limit_messages},
+          'max_windows': config.data.max_windows}
+
+
+# What a checkpoint must agree on to be sampled from (the rest of the meta matters for resuming).
+SAMPLING_META = ('experiment', 'model', 'window', 'vocab_sha256')
+
+
+def build_task(config: ml_collections.ConfigDict, corpus: CharCorpus) -> loop.TrainTask:
+  """The training task for the shared loop (also what the benchmark times)."""
+  model = make_model(config, corpus.vocab.size)
+  starts = train_starts(config, corpus)
+  return loop.TrainTask(
+      state=create_train_state(config, corpus.vocab.size),
+      train_step=functools.partial(train_step, model=model, tx=make_optimizer(config),
+                                   window=config.data.window,
+                                   learning_rate=config.optim.learning_rate),
+      data={'text': corpus.train_ids, 'starts': starts}, num_examples=len(starts),
+      end_epoch=functools.partial(end_epoch, update_plateau=make_plateau_update(config)),
+      meta=model_meta(config, corpus.vocab))
+
+
+def epoch_hooks(config, workdir: Path, corpus: CharCorpus) -> loop.EpochHooks:
+  """Validation (every `config.eval.stride`-th window) and a few samples after every epoch."""
+  model = make_model(config, corpus.vocab.size)
+
+  def evaluate(state: TrainState) -> dict[str, float]:
+    metrics = validate(config, model, state.params, corpus.val_ids, config.eval.stride)
+    console.say(f'validation: loss {metrics["val_loss"]:.4f} nats, {metrics["val_bpc"]:.4f} '
+                f'bits/char; next epoch lr scale {float(state.schedule.scale):.4g}')
+    return metrics
+
+  report = functools.partial(report_epoch, config, workdir, model, corpus.vocab)
+  return loop.EpochHooks(evaluate=evaluate, report=report)
+
+
+def report_epoch(config, workdir: Path, model: CharModel, vocab: Vocabulary, state: TrainState,
+                 epoch: int, logger: MetricLogger) -> None:
+  """A few samples of the epoch's model, to TensorBoard and `samples.txt`."""
+  sampler = generate.sampler_for(model, config.data.window)
+  lines = []
+  for i, prompt in enumerate(config.sample.prompts):
+    kept, text = generate.generate_text(sampler, state.params, vocab, prompt, config.sample.length,
+                                        config.sample.temperature, seed=config.seed + i)
+    lines.append(f'{kept}|{text}')
+  header = f'epoch {epoch + 1}, temperature {config.sample.temperature} ("|" ends the prompt):'
+  with open(workdir / 'samples.txt', 'a', encoding='utf-8') as f:
+    f.write('\n'.join([header] + lines) + '\n\n')
+  logger.text(int(state.step), 'samples', '\n\n'.join(f'    {line}' for line in lines))
+  console.say('\n'.join([header] + [f'  {line}' for line in lines]))
+
+
+def train(config: ml_collections.ConfigDict, workdir: Path) -> dict:
+  """Trains (resuming if possible); writes results.json for the best checkpoint."""
+  corpus = load_corpus(config)
+  save_vocabulary(workdir, corpus.vocab)
+  task = build_task(config, corpus)
+  start = time.time()
+  state = loop.train_in_workdir(task, config, workdir, epoch_hooks(config, workdir, corpus),
+                                BEST_METRIC, 'min')
+  steps_per_epoch = task.num_examples // config.batch_size
+  plot_curves(workdir, ['train_loss', 'val_bpc', 'train_lr'])
+  params, best_step = restore_best(config, workdir, corpus.vocab)
+  extra = {'wall_s': round(time.time() - start, 1), 'epochs': int(state.step) // steps_per_epoch,
+           'best_epoch': best_step // steps_per_epoch, 'steps_per_epoch': steps_per_epoch,
+           'train_windows': task.num_examples,
+           'train_loss': _logged(workdir, best_step, 'train_loss')}
+  return write_results(config, workdir, params, corpus.val_ids, extra)
+
+
+def _logged(workdir: Path, step: int, name: str) -> float | None:
+  """The value of `name` logged at `step` in metrics.jsonl (the latest such line)."""
+  value = None
+  for line in (workdir / 'metrics.jsonl').read_text(encoding='utf-8').splitlines():
+    record = json.loads(line)
+    if record.get('step') == step and name in record:
+      value = record[name]
+  return value
+
+
+def restore_best(config, workdir: Path, vocab: Vocabulary, meta_keys=None) -> tuple[dict, int]:
+  """(params, step) of the checkpoint with the lowest validation loss (else the latest)."""
+  restored = checkpointing.restore_trained(
+      workdir, lambda: create_train_state(config, vocab.size), model_meta(config, vocab),
+      train_command=f'python launch.py --config={CONFIG_FILES[config.model.cell]}',
+      best_metric=BEST_METRIC, meta_keys=meta_keys)
+  return restored.state.params, restored.step
+
+
+def write_results(config, workdir: Path, params, val_ids: np.ndarray, extra: dict) -> dict:
+  """Validation figures of `params` on every held-out window, merged with `extra`."""
+  model = make_model(config, int(params['dense']['bias'].shape[0]))
+  results = {**extra, **validate(config, model, params, val_ids),
+             'objective': config.objective, 'cell': config.model.cell,
+             'num_params': count_params(params)}
+  write_json(workdir / 'results.json', results)
+  console.say(f'textgen {config.model.cell} ({config.objective}): validation '
+              f'{results["val_bpc"]:.4f} bits/char, loss {results["val_loss"]:.4f} nats; '
+              f'{results["num_params"]:,} params')
+  return results
