@@ -17,8 +17,16 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (default: runs/<config name>).')
 _MODE = flags.DEFINE_string('mode', 'train', 'train | eval | summary | sample | predict.')
 _VERBOSE = flags.DEFINE_bool('verbose', False, 'Show tracebacks and library logs.')
-_DISTRIBUTED = flags.DEFINE_bool('distributed', False,
-                                 'Call jax.distributed.initialize() (multi-host runs).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Join a multi-process run described by the cluster environment '
+    '(SLURM, Open MPI, Cloud TPU, ...), as jax.distributed.initialize() reads it.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', '', 'Multi-process run: process 0\'s HOST:PORT (with --num_processes '
+    'and --process_id).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Multi-process run: processes in all.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'Multi-process run: this process, 0..N-1.')
+_COORDINATOR_TIMEOUT = flags.DEFINE_integer(
+    'coordinator_timeout', 60, 'Multi-process run: seconds to wait for every process to connect.')
 _TEXT = flags.DEFINE_multi_string('text', [], 'predict: a message to classify (repeatable).')
 _INPUT = flags.DEFINE_string('input', '', 'predict: a UTF-8 file, one message per line.')
 _PROMPT = flags.DEFINE_string('prompt', '', 'sample (textgen): text to continue.')
@@ -82,12 +90,13 @@ def main(argv):
   # Imported here so that `--help` and flag errors answer before JAX loads.
   from aml2_jax import experiment
   from aml2_jax.errors import UserError
-  from aml2_jax.training import workdir as workdir_lib
+  from aml2_jax.training import distributed, workdir as workdir_lib
   from aml2_jax.training.loop import Interrupted
   try:
-    if _DISTRIBUTED.value:
-      import jax
-      jax.distributed.initialize()
+    distributed.initialize(distributed.Cluster(
+        auto=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+        timeout_s=_COORDINATOR_TIMEOUT.value))
     workdir = workdir_lib.prepare_workdir(_WORKDIR.value or f'runs/{_config_name()}')
     experiment.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
   except UserError as e:

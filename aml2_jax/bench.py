@@ -4,8 +4,11 @@ For each model, at its config's batch size and on its real data, it times the ex
 jitted train chunk driven the way `train_loop` drives it (host-side slicing of the epoch order and
 the transfer of batch indices included), in a fresh process per model so that peak RSS is that
 model's alone. FLOPs per step come from XLA's cost analysis of one lowered step, with the
-recurrent scan unrolled for the count (XLA counts a loop body once); utilisation is achieved
-GFLOP/s over the matmul rate measured in the same process at the step's dominant matmul shape.
+recurrent scan unrolled for the count (XLA counts a loop body once). Two utilisation columns:
+achieved GFLOP/s over the f32 matmul rate measured in the same process at the step's dominant
+matmul shape (what that shape allows), and over the rate of a large square matmul (what the
+device can do). Memory is the process's peak RSS on CPU, the device's peak bytes in use on a GPU
+or TPU.
 """
 
 import json
@@ -51,6 +54,22 @@ def matmul_gflops(m: int, k: int, n: int, seconds: float) -> float:
   return 2 * m * k * n * reps / best / 1e9
 
 
+def large_matmul_gflops(seconds: float) -> float:
+  """The device's f32 rate on a large square matmul: 2048 on CPU, 8192 on accelerators."""
+  import jax
+  n = 2048 if jax.default_backend() == 'cpu' else 8192
+  return matmul_gflops(n, n, n, seconds)
+
+
+def peak_memory_mb() -> tuple[str, float]:
+  """('host_rss' or 'device', peak MB): the process's RSS on CPU, the device's peak on GPU/TPU."""
+  import jax
+  stats = jax.local_devices()[0].memory_stats() if jax.default_backend() != 'cpu' else None
+  if stats and 'peak_bytes_in_use' in stats:
+    return 'device', stats['peak_bytes_in_use'] / 2**20
+  return 'host_rss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def step_flops(experiment, config, data) -> float:
   """XLA's FLOP count of one train step, with any recurrent scan fully unrolled for counting."""
   import jax
@@ -76,7 +95,7 @@ def bench_one(name: str, tiny: bool) -> dict:
   seconds, repeats = (0.2, 3) if tiny else (5.0, 3)
   data = experiment.load_data(config)
   task = experiment.build_task(config, data)
-  mesh = sharding.data_mesh()
+  mesh = sharding.data_mesh(config.num_devices)
   device_data = sharding.replicate(task.data, mesh)
   sums = train_loop.zero_sums(task.train_step, task.state, device_data, config.batch_size)
   state, sums = sharding.replicate((task.state, sums), mesh)
@@ -99,25 +118,31 @@ def bench_one(name: str, tiny: bool) -> dict:
     jax.block_until_ready(last)
     step_ms.append((time.perf_counter() - start) / (calls * n) * 1000)
   ms = statistics.median(step_ms)
+  memory_kind, memory_mb = peak_memory_mb()  # Before the matmul probes add their own.
   flops = step_flops(experiment, config, data)
   peak = matmul_gflops(*MODELS[name], seconds=min(seconds, 2.0))
+  large = large_matmul_gflops(seconds=min(seconds, 2.0))
   achieved = flops / (ms / 1000) / 1e9
   return {'model': name, 'batch_size': config.batch_size, 'steps_per_call': n,
           'compile_s': round(compile_s, 2), 'ms_per_step': round(ms, 3),
           'samples_per_s': round(config.batch_size / (ms / 1000), 1),
-          'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+          'peak_memory_mb': round(memory_mb, 1), 'memory_kind': memory_kind,
           'flops_per_step': flops, 'achieved_gflops': round(achieved, 2),
           'peak_gflops': round(peak, 2), 'utilisation': round(achieved / peak, 3),
-          'device': jax.devices()[0].device_kind, 'repeats_ms': [round(t, 3) for t in step_ms]}
+          'large_matmul_gflops': round(large, 2),
+          'utilisation_of_large_matmul': round(achieved / large, 3),
+          'platform': jax.default_backend(), 'device': jax.devices()[0].device_kind,
+          'repeats_ms': [round(t, 3) for t in step_ms]}
 
 
 def print_table(records: list[dict]) -> None:
   print(f'{"model":<14}{"batch":>6}{"compile s":>10}{"ms/step":>10}{"samples/s":>11}'
-        f'{"RSS MB":>8}{"GFLOP/s":>9}{"peak":>8}{"util":>7}')
+        f'{"mem MB":>8}{"GFLOP/s":>9}{"shape pk":>9}{"util":>6}{"large pk":>9}{"util":>6}')
   for r in records:
     print(f'{r["model"]:<14}{r["batch_size"]:>6}{r["compile_s"]:>10.1f}{r["ms_per_step"]:>10.2f}'
-          f'{r["samples_per_s"]:>11,.0f}{r["peak_rss_mb"]:>8.0f}{r["achieved_gflops"]:>9.1f}'
-          f'{r["peak_gflops"]:>8.1f}{r["utilisation"]:>7.2f}')
+          f'{r["samples_per_s"]:>11,.0f}{r["peak_memory_mb"]:>8.0f}{r["achieved_gflops"]:>9.1f}'
+          f'{r["peak_gflops"]:>9.1f}{r["utilisation"]:>6.2f}{r["large_matmul_gflops"]:>9.1f}'
+          f'{r["utilisation_of_large_matmul"]:>6.2f}')
 
 
 def main(argv):

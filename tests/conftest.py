@@ -1,9 +1,17 @@
-"""Shared fixtures: tiny data sets written by the tests, and a way to run the launcher."""
+"""Shared fixtures: tiny data sets written by the tests, and a way to run the launcher.
+
+The suite runs on CPU wherever it is started, a GPU or TPU host included: JAX_PLATFORMS is set
+here, before any test module imports JAX, and launched processes inherit it. The tests marked
+`accelerator` (`python -m pytest -m accelerator`) launch on the default backend instead.
+"""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+os.environ['JAX_PLATFORMS'] = 'cpu'
+DEFAULT_BACKEND = {'JAX_PLATFORMS': ''}  # For `launch(..., env=DEFAULT_BACKEND)`: JAX's choice.
 
 import numpy as np
 import pytest
@@ -71,10 +79,15 @@ def tiny_sms_root(tmp_path_factory) -> Path:
 
 
 def launch(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-  """Runs `python launch.py ARGS` in a fresh process from the repo root."""
+  """Runs `python launch.py ARGS` in a fresh process from the repo root (`env` adds variables)."""
   full_env = {**os.environ, **(env or {})}
   return subprocess.run([sys.executable, str(REPO / 'launch.py'), *args], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def devices_env(count: int) -> dict:
+  """Environment of a process that sees `count` (forced) CPU devices."""
+  return {'XLA_FLAGS': f'--xla_force_host_platform_device_count={count}'}
 
 
 def cgan_cli_args(workdir: Path, data_root: Path, epochs: int) -> list[str]:

@@ -10,8 +10,9 @@ import pytest
 from aml2_jax import bench
 from conftest import REPO
 
-FIELDS = {'model', 'batch_size', 'compile_s', 'ms_per_step', 'samples_per_s', 'peak_rss_mb',
-          'flops_per_step', 'achieved_gflops', 'peak_gflops', 'utilisation'}
+FIELDS = {'model', 'batch_size', 'compile_s', 'ms_per_step', 'samples_per_s', 'peak_memory_mb',
+          'memory_kind', 'flops_per_step', 'achieved_gflops', 'peak_gflops', 'utilisation',
+          'large_matmul_gflops', 'utilisation_of_large_matmul', 'platform', 'device'}
 
 
 @pytest.mark.skipif(not os.environ.get('AML2_DATA_DIR'), reason='needs AML2_DATA_DIR (real data)')
@@ -26,6 +27,8 @@ def test_bench_writes_a_record_per_model(tmp_path):
     assert FIELDS <= set(record), f'{record["model"]} lacks {FIELDS - set(record)}'
     assert record['ms_per_step'] > 0 and record['flops_per_step'] > 0
     assert 0 < record['utilisation'] < 5  # A ratio of two measured rates, not a constant.
+    assert 0 < record['utilisation_of_large_matmul'] < 5
+    assert record['memory_kind'] == 'host_rss' and record['platform'] == 'cpu'
     assert record['samples_per_s'] == pytest.approx(
         record['batch_size'] / record['ms_per_step'] * 1000, rel=1e-2)
   assert 'ms/step' in result.stdout  # The table.

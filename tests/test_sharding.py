@@ -13,9 +13,9 @@ FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
 def test_four_devices_match_one_device(tiny_fmnist_root, tmp_path):
   one, four = tmp_path / 'one', tmp_path / 'four'
   for workdir, env in ((one, {}), (four, FOUR_DEVICES)):
-    result = launch(*cgan_cli_args(workdir, tiny_fmnist_root, 1), env=env)
+    result = launch(*cgan_cli_args(workdir, tiny_fmnist_root, 1), '--config.num_devices=0', env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f'training on {4 if env else 1} device' in result.stdout
+    assert f'training on {4 if env else 1} of {4 if env else 1} cpu devices' in result.stdout
   leaves_one = checkpoint_leaves(one / 'checkpoints', tmp_path)
   leaves_four = checkpoint_leaves(four / 'checkpoints', tmp_path, env=FOUR_DEVICES)
   assert len(leaves_one) == len(leaves_four) > 10
@@ -27,6 +27,6 @@ def test_four_devices_match_one_device(tiny_fmnist_root, tmp_path):
 
 def test_batch_that_does_not_split_over_devices_is_refused(tiny_fmnist_root, tmp_path):
   result = launch(*cgan_cli_args(tmp_path / 'run', tiny_fmnist_root, 1), '--config.batch_size=30',
-                  env=FOUR_DEVICES)
+                  '--config.num_devices=4', env=FOUR_DEVICES)
   assert result.returncode == 2
   assert 'config.batch_size=30 does not split over 4 devices' in result.stderr

@@ -23,7 +23,8 @@ def base_config(experiment: str) -> ml_collections.ConfigDict:
   config.experiment = experiment  # Which `aml2_jax/<experiment>/` package runs this config.
   config.seed = 0  # One seed for init, data order, dropout and noise: same seed, same run.
   config.num_epochs = 10  # Passes over the training set.
-  config.batch_size = 32  # Global batch, split over all devices when there are several.
+  config.batch_size = 32  # Global batch, split over the devices when there are several.
+  config.num_devices = 1  # Devices the data-parallel mesh spans; 0 = all, of all processes.
   config.steps_per_call = 16  # Train steps fused into one jit call (lax.scan): hides dispatch.
   config.checkpoint_every_steps = 0  # Extra mid-epoch checkpoints; 0 = only at epoch ends.
   config.keep_checkpoints = 2  # Latest checkpoints kept (the best one is kept besides).
@@ -81,5 +82,6 @@ def check_choice(config: ml_collections.ConfigDict, name: str, choices: tuple[st
 def check_base(config: ml_collections.ConfigDict) -> None:
   """Checks the shared fields; experiments call this first in their own check."""
   check_positive(config, 'num_epochs', 'batch_size', 'steps_per_call', 'keep_checkpoints')
+  check_non_negative(config, 'num_devices')
   if config.checkpoint_every_steps < 0:
     raise UserError('config.checkpoint_every_steps must be >= 0 (0 = only at epoch ends).')

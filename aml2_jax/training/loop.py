@@ -151,7 +151,7 @@ class Trainer:
   def __init__(self, task: TrainTask, config, ckpt: Checkpointer, logger: MetricLogger,
                hooks: EpochHooks = EpochHooks()):
     self.task, self.config, self.ckpt, self.logger, self.hooks = task, config, ckpt, logger, hooks
-    self.mesh = sharding.data_mesh()
+    self.mesh = sharding.data_mesh(config.num_devices)
     sharding.check_batch_divides(config.batch_size, self.mesh)
     self.steps_per_epoch = task.num_examples // config.batch_size
     if self.steps_per_epoch == 0:
@@ -167,8 +167,7 @@ class Trainer:
     Saves at every epoch end (with the epoch's eval metrics, so the best one is kept), every
     `config.checkpoint_every_steps` steps, and on SIGINT/SIGTERM before raising `Interrupted`.
     """
-    console.say(f'training on {self.mesh.size} device(s) ({jax.devices()[0].platform}), '
-                'data parallel')
+    console.say(f'training on {sharding.describe(self.mesh)}')
     sums = zero_sums(self.task.train_step, self.task.state, self.data, self.config.batch_size)
     state, sums = self._resume(*sharding.replicate((self.task.state, sums), self.mesh))
     step = int(state.step)

@@ -1,9 +1,11 @@
-"""Data parallelism with `jax.sharding`: one `data` mesh axis over all devices.
+"""Data parallelism with `jax.sharding`: one `data` mesh axis over `config.num_devices` devices.
 
 Params and optimizer state are replicated; each step's batch indices are split along the batch
 axis, so the batch gathered inside the jitted step is sharded and XLA inserts the gradient
-all-reduce. On one device this is the same code path with a mesh of one. Multi-host runs call
-`jax.distributed.initialize()` first (see `launch.py --distributed`).
+all-reduce. On one device this is the same code path with a mesh of one. The models here are
+small, so a run takes one device unless `config.num_devices` asks for more (0 = every device of
+every process). Multi-process runs call `jax.distributed.initialize()` first (see
+`aml2_jax.training.distributed`); every process then runs the same program on its own devices.
 """
 
 from typing import Any
@@ -15,9 +17,38 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from aml2_jax.errors import UserError
 
 
-def data_mesh() -> Mesh:
-  """A 1-D mesh named `data` over every device of every process."""
-  return Mesh(np.array(jax.devices()), ('data',))
+def data_mesh(num_devices: int = 0) -> Mesh:
+  """A 1-D mesh named `data` over the first `num_devices` devices (0 = all, of all processes).
+
+  Raises:
+    UserError: more devices are asked for than exist, or a multi-process run asks for fewer
+      than all (every process must hold part of the mesh).
+  """
+  devices = jax.devices()
+  if num_devices > len(devices):
+    raise UserError(f'config.num_devices={num_devices} but only {len(devices)} '
+                    f'{devices[0].platform} device(s) exist; use a number up to {len(devices)}, '
+                    'or 0 for all of them.')
+  if jax.process_count() > 1 and num_devices not in (0, len(devices)):
+    raise UserError(f'config.num_devices={num_devices} in a run of {jax.process_count()} '
+                    f'processes: use 0 (all {len(devices)} devices of all processes).')
+  return Mesh(np.array(devices[:num_devices or len(devices)]), ('data',))
+
+
+def describe(mesh: Mesh) -> str:
+  """'1 of 8 gpu devices (NVIDIA H200)': what a run trains on, for its first line."""
+  device = mesh.devices.flat[0]
+  processes = f', {jax.process_count()} processes' if jax.process_count() > 1 else ''
+  return (f'{mesh.size} of {jax.device_count()} {device.platform} devices '
+          f'({device.device_kind}{processes})')
+
+
+def device_record(mesh: Mesh) -> dict:
+  """The devices of a run, for `config.json`-style records."""
+  device = mesh.devices.flat[0]
+  return {'platform': device.platform, 'device_kind': device.device_kind,
+          'num_devices': int(mesh.size), 'devices_visible': jax.device_count(),
+          'num_processes': jax.process_count(), 'jax_version': jax.__version__}
 
 
 def local_mesh() -> Mesh:
@@ -32,8 +63,13 @@ def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places every array of `tree` whole on every device."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """Places every array of `tree` whole on every device of `mesh`."""
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  # Multi-process: every process holds the same values and places them on its own devices.
+  return jax.tree.map(lambda x: jax.make_array_from_callback(
+      np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree)
 
 
 def shard_batch_axis(array: np.ndarray, mesh: Mesh, axis: int) -> jax.Array:

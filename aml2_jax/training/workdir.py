@@ -6,6 +6,7 @@ from pathlib import Path
 
 import ml_collections
 
+from aml2_jax import console
 from aml2_jax.errors import UserError
 
 
@@ -14,7 +15,7 @@ def prepare_workdir(path: str) -> Path:
   workdir = Path(path).expanduser().absolute()
   try:
     workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / '.write_probe'
+    probe = workdir / f'.write_probe_{os.getpid()}'  # Own name: processes may share a workdir.
     probe.write_text('')
     probe.unlink()
   except OSError as e:
@@ -27,6 +28,8 @@ class WorkdirLock:
   """An exclusive lock on `<workdir>/.lock` held while a run writes there.
 
   The OS drops the lock when the process dies (even by SIGKILL), so a stale lock never blocks.
+  In a multi-process run only process 0 takes it: the others write only their part of each
+  checkpoint, and on a shared filesystem they would otherwise refuse each other.
   """
 
   def __init__(self, workdir: Path):
@@ -34,6 +37,8 @@ class WorkdirLock:
     self.file = None
 
   def __enter__(self) -> 'WorkdirLock':
+    if not console.is_main_process():
+      return self
     self.file = open(self.path, 'a+')
     try:
       fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,6 +54,8 @@ class WorkdirLock:
     return self
 
   def __exit__(self, *exc) -> None:
+    if self.file is None:
+      return
     fcntl.flock(self.file, fcntl.LOCK_UN)
     self.file.close()
 
