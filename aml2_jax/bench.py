@@ -1,4 +1,4 @@
-"""Training-speed benchmark of every model: `python -m aml2_jax.bench [--models=..] [--out=FILE]`.
+"""Training-speed benchmark of every model: `python -m aml2_jax.bench [--models=..] [--peers] [--out=FILE]`.
 
 For each model, at its config's batch size and on its real data, it times the experiment's own
 jitted train chunk driven the way `train_loop` drives it (host-side slicing of the epoch order and
@@ -23,8 +23,12 @@ from absl import app, flags
 _MODELS = flags.DEFINE_list('models', ['spam_rnn', 'spam_lstm', 'textgen_rnn', 'textgen_lstm', 'cgan'],
                             'Models (config names) to benchmark.')
 _OUT = flags.DEFINE_string('out', '', 'Write the JSON list here too.')
-_TINY = flags.DEFINE_bool('tiny', False, 'Smoke configs and short repeats (for tests).')
+_TINY = flags.DEFINE_bool('tiny', False, 'Short repeats, and smoke configs unless --peers (tests).')
+_VARIANT = flags.DEFINE_string('variant', '', 'Internal: the config variant a child benchmarks.')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: benchmark this one model and print JSON.')
+_PEERS = flags.DEFINE_bool('peers', False, 'Also time the PyTorch and Keras peers, side by side '
+                           '(needs requirements-peers.txt); writes one JSON of all of them.')
+_ROUNDS = flags.DEFINE_integer('rounds', 2, 'With --peers: interleaved rounds (medians kept).')
 
 # config name -> the dominant matmul [m, k, n] of its train step at the config's batch size.
 MODELS = {
@@ -84,15 +88,14 @@ def step_flops(experiment, config, data) -> float:
   return float(cost['flops'])
 
 
-def bench_one(name: str, tiny: bool) -> dict:
+def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
   """Benchmarks one model in this process; returns its JSON record."""
   import jax
   from aml2_jax import experiment as experiment_lib
   from aml2_jax.training import loop as train_loop, sharding
   from aml2_jax.training.config import load_config
-  config = load_config(name, 'smoke' if tiny else '')
+  config = load_config(name, variant)
   experiment = experiment_lib.get(config.experiment)
-  seconds, repeats = (0.2, 3) if tiny else (5.0, 3)
   data = experiment.load_data(config)
   task = experiment.build_task(config, data)
   mesh = sharding.data_mesh(config.num_devices)
@@ -148,23 +151,45 @@ def print_table(records: list[dict]) -> None:
 def main(argv):
   del argv
   if _CHILD.value:
-    print(json.dumps(bench_one(_CHILD.value, _TINY.value)))
+    seconds, repeats = _timing()
+    print(json.dumps(bench_one(_CHILD.value, _VARIANT.value, seconds, repeats)))
     return
   unknown = [m for m in _MODELS.value if m not in MODELS]
   if unknown:
     sys.exit(f'error: unknown models {unknown}; choose from {", ".join(MODELS)}')
-  records = []
-  for name in _MODELS.value:
-    args = [sys.executable, '-m', 'aml2_jax.bench', f'--child={name}'] + (['--tiny'] if _TINY.value else [])
-    result = subprocess.run(args, capture_output=True, text=True)
-    if result.returncode:
-      sys.exit(f'error: benchmarking {name} failed:\n{result.stderr[-3000:]}')
-    records.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    print(f'{name}: {records[-1]["ms_per_step"]:.2f} ms/step', file=sys.stderr)
-  print_table(records)
+  if _PEERS.value:
+    from aml2_jax import peers  # pylint: disable=g-import-not-at-top
+    # The peers' batch sizes are the full configs': ours runs those too, even with --tiny.
+    result = peers.side_by_side(_MODELS.value, _ROUNDS.value,
+                                lambda name: run_child(name, variant=''), *_timing())
+    peers.print_comparison(result)
+    output = result
+  else:
+    records = [run_child(name) for name in _MODELS.value]
+    print_table(records)
+    output = records
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
-      json.dump(records, f, indent=2)
+      json.dump(output, f, indent=2)
+
+
+def _timing() -> tuple[float, int]:
+  """(seconds per timed run, runs): short with --tiny."""
+  return (0.2, 3) if _TINY.value else (5.0, 3)
+
+
+def run_child(name: str, variant: str | None = None) -> dict:
+  """One model's record, measured in a fresh process (so its peak memory is its own)."""
+  if variant is None:
+    variant = 'smoke' if _TINY.value else ''
+  args = [sys.executable, '-m', 'aml2_jax.bench', f'--child={name}', f'--variant={variant}']
+  args += ['--tiny'] if _TINY.value else []
+  result = subprocess.run(args, capture_output=True, text=True)
+  if result.returncode:
+    sys.exit(f'error: benchmarking {name} failed:\n{result.stderr[-3000:]}')
+  record = json.loads(result.stdout.strip().splitlines()[-1])
+  print(f'{name}: {record["ms_per_step"]:.2f} ms/step', file=sys.stderr)
+  return record
 
 
 if __name__ == '__main__':

@@ -36,3 +36,23 @@ def test_bench_writes_a_record_per_model(tmp_path):
 
 def test_matmul_rate_is_measured():
   assert bench.matmul_gflops(64, 64, 64, seconds=0.2) > 0.1
+
+
+def test_side_by_side_keeps_medians_and_the_ratio_to_the_fastest_peer(monkeypatch):
+  from aml2_jax import peers
+  times = {'aml2_jax': [10.0, 12.0, 11.0], 'torch': [30.0, 20.0, 25.0],
+           'torch_compile': [15.0, 18.0, 16.0], 'keras_jax': [40.0, 41.0, 39.0]}
+  calls = []
+
+  def fake(impl, model):
+    calls.append(impl)
+    return {'model': model, 'batch_size': 64, 'ms_per_step': times[impl][calls.count(impl) - 1]}
+
+  monkeypatch.setattr(peers, 'run_peer', lambda framework, model, s, r: fake(framework, model))
+  result = peers.side_by_side(['cgan'], 3, lambda model: fake('aml2_jax', model), 0.1, 1)
+  cgan = result['models']['cgan']
+  assert cgan['aml2_jax']['ms_per_step'] == 11.0 and cgan['torch_compile']['ms_per_step'] == 16.0
+  assert cgan['fastest_peer'] == 'torch_compile'
+  assert cgan['speedup_over_fastest_peer'] == pytest.approx(16.0 / 11.0, rel=1e-3)
+  assert calls[:4] != calls[4:8]  # The order rotates from round to round.
+  assert result['machine']['cores'] > 0
