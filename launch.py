@@ -37,7 +37,7 @@ _STOP_AT_END = flags.DEFINE_bool('stop_at_end', True,
 _SEED = flags.DEFINE_integer('seed', 0, 'sample: sampling seed.')
 _LABELS = flags.DEFINE_list('labels', [], 'sample (cgan): classes to draw, e.g. 0,3,9.')
 _NUM_PER_CLASS = flags.DEFINE_integer('num_per_class', 10, 'sample (cgan): images per class.')
-_OUT = flags.DEFINE_string('out', '', 'sample (cgan): output PNG path.')
+_OUT = flags.DEFINE_string('out', '', 'sample (cgan): output path, .png or .npz (both are written).')
 
 
 def _config_name() -> str:
@@ -90,15 +90,17 @@ def main(argv):
   # Imported here so that `--help` and flag errors answer before JAX loads.
   from aml2_jax import experiment
   from aml2_jax.errors import UserError
-  from aml2_jax.training import distributed, workdir as workdir_lib
+  from aml2_jax.runtime import distributed, storage, workdir as workdir_lib
   from aml2_jax.training.loop import Interrupted
   try:
     distributed.initialize(distributed.Cluster(
         auto=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
         num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
         timeout_s=_COORDINATOR_TIMEOUT.value))
-    workdir = workdir_lib.prepare_workdir(_WORKDIR.value or f'runs/{_config_name()}')
-    experiment.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
+    workdir = workdir_lib.prepare_workdir_for_mode(_WORKDIR.value or f'runs/{_config_name()}',
+                                               _MODE.value)
+    with storage.disk_errors():  # A write that no inner code named still gets one line.
+      experiment.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
   except UserError as e:
     if _VERBOSE.value:
       raise

@@ -92,7 +92,9 @@ def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
   """Benchmarks one model in this process; returns its JSON record."""
   import jax
   from aml2_jax import experiment as experiment_lib
-  from aml2_jax.training import loop as train_loop, sharding
+  from aml2_jax.training import loop as train_loop
+  from aml2_jax.runtime import sharding
+  from aml2_jax.training import config as config_lib
   from aml2_jax.training.config import load_config
   config = load_config(name, variant)
   experiment = experiment_lib.get(config.experiment)
@@ -104,7 +106,7 @@ def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
   state, sums = sharding.replicate((task.state, sums), mesh)
   chunk = train_loop.make_train_chunk(task.train_step, task.compiler_options)
   order = train_loop.epoch_order(config.seed, 0, task.num_examples, config.batch_size)
-  n = min(config.steps_per_call, len(order))
+  n = min(config_lib.per_backend(config, 'steps_per_call', config.steps_per_call), len(order))
   batch = lambda i: sharding.shard_batch_axis(order[(i * n) % (len(order) - n + 1):][:n], mesh, 1)
 
   start = time.perf_counter()

@@ -1,14 +1,15 @@
 """Classical baselines for the spam experiment, on exactly the models' splits: TF-IDF + linear.
 
 The config's data fields (dedup, split seed, split_per_seed, num_seeds, limit) pick the splits
-through the experiment's own `spam.run_configs`, `spam.load_corpus` and `spam.split_indices`, so
-seed k here is scored on the very test set the RNN and LSTM of seed k are. Each classifier's C is
-chosen by 5-fold cross-validation (F1) on the training split only; the test split is used once.
+through the experiment's own `seeds.run_configs`, `input_pipeline.load_corpus` and
+`input_pipeline.prepare_split`, so seed k here is scored on the very test set the RNN and LSTM of
+seed k are. Each classifier's C is chosen by 5-fold cross-validation (F1) on the training and
+validation parts only; the test part is used once.
 
-Run:      nice -n 15 python scripts/spam_baseline.py --config=configs/spam_lstm.py \\
+Run:      python scripts/spam_baseline.py --config=configs/spam_lstm.py \\
               --config.num_seeds=5 [--noconfig.data.dedup] [--out=runs/spam_baseline.json]
 Expect:   linear SVM ~98.7% accuracy deduplicated, ~99.0% with duplicates (mean of 5 seeds), in
-          1.5-2 minutes for 5 seeds on 2 CPU cores; the table goes to stdout, the per-seed
+          1.5-2 minutes for 5 seeds on a 2-core CPU; the table goes to stdout, the per-seed
           metrics to --out.
 """
 
@@ -28,8 +29,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
-from aml2_jax import binary_metrics, spam
-from aml2_jax.metrics_logging import write_json
+from aml2_jax.spam import input_pipeline, metrics as binary_metrics, seeds
+from aml2_jax.runtime.metrics_logging import write_json
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/spam_lstm.py',
                                           'A spam config: its data fields pick the splits.',
@@ -74,8 +75,9 @@ def _all_ham(test_labels) -> dict:
 
 def run_seed(run_config) -> dict:
   """Every baseline's test metrics on the split of one seed's config."""
-  corpus = spam.load_corpus(run_config)
-  train_idx, test_idx = spam.split_indices(corpus, run_config)
+  corpus = input_pipeline.load_corpus(run_config)
+  index = input_pipeline.prepare_split(corpus, run_config).index
+  train_idx, test_idx = np.concatenate([index['train'], index['val']]), index['test']
   texts = np.array(corpus.texts, dtype=object)
   train = (texts[train_idx], corpus.labels[train_idx])
   test = (texts[test_idx], corpus.labels[test_idx])
@@ -100,7 +102,7 @@ def _mean_std(per_seed: list[dict]) -> dict:
 def main(argv):
   del argv
   config = _CONFIG.value
-  runs = spam.run_configs(config)
+  runs = seeds.run_configs(config)
   per_seed = {run.seed: run_seed(run) for run in runs}
   models = list(next(iter(per_seed.values())))
   summary = {'dedup': config.data.dedup, 'seeds': list(per_seed),
@@ -109,8 +111,8 @@ def main(argv):
         f'split seeds {summary["split_seeds"]}')
   print(f'{"model":<18}{"accuracy":>18}{"precision":>18}{"recall":>18}{"f1":>18}{"mcc":>18}')
   for model in models:
-    seeds = [r[model] for r in per_seed.values()]
-    summary[model] = {**_mean_std(seeds), 'per_seed': seeds}
+    results = [r[model] for r in per_seed.values()]
+    summary[model] = {**_mean_std(results), 'per_seed': results}
     cells = ''.join(f'{summary[model][f"test_{m}"]:>10.4f} ± {summary[model][f"test_{m}_std"]:.4f}'
                     for m in ('accuracy', 'precision', 'recall', 'f1', 'mcc'))
     print(f'{model:<18}{cells}')

@@ -30,7 +30,7 @@ def _real_sms_root() -> Path | None:
 REAL_ROOT = _real_sms_root()
 needs_real = pytest.mark.skipif(
     REAL_ROOT is None, reason='real SMS data not found: set AML2_DATA_DIR to a data root with '
-    'sms_spam/SMSSpamCollection (e.g. /work/shared/data)')
+    'sms_spam/SMSSpamCollection (e.g. /path/to/data)')
 
 
 @pytest.fixture(name='repo_data')

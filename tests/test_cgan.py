@@ -1,17 +1,18 @@
-"""The conditional GAN: sizes, one train step, conditioning, the quality metrics, sampling."""
+"""The conditional GAN: sizes, one train step, conditioning, the quality metrics, sampling.
+
+FID, the losses and the moving average are pinned by hand in `test_gan_maths.py`.
+"""
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aml2_jax import cgan, fmnist_classifier
+from aml2_jax import fmnist_classifier
 from aml2_jax.cgan import generate, metrics as gan_metrics, quality, train as cgan_train
 from aml2_jax.cgan.models import make_model
-from aml2_jax.fmnist_classifier import train as classifier_train
 from aml2_jax.training.config import load_config
 from aml2_jax.training.param_summary import count_params
 from conftest import launch
@@ -86,14 +87,6 @@ def test_discriminator_dropout_only_in_training(config):
   no_dropout = d.clone(dropout=0.0)  # Evaluation needs no rng and drops nothing.
   np.testing.assert_array_equal(d.apply(params, images, labels, train=False),
                                 no_dropout.apply(params, images, labels, train=True))
-
-
-def test_frechet_distance_zero_for_identical_sets_and_grows_with_shift():
-  features = np.random.default_rng(0).normal(size=(2000, 8))
-  assert abs(gan_metrics.frechet_distance(features, features)) < 1e-6
-  shifts = [gan_metrics.frechet_distance(features, features + s) for s in (0.5, 1.0, 2.0)]
-  assert shifts == sorted(shifts) and shifts[0] > 0.2
-  assert shifts[1] == pytest.approx(8 * 1.0, rel=1e-6)  # |mu shift|^2 = 8 dims x 1^2.
 
 
 def test_class_entropy_and_per_class_accuracy():

@@ -7,6 +7,7 @@ import pytest
 
 from aml2_jax.datasets import char_corpus, sms as sms_data
 from aml2_jax.datasets.char_corpus import END_CHAR, Vocabulary
+from aml2_jax.datasets.tokenizer import normalised_text
 from conftest import REAL_ROOT, needs_real
 
 MESSAGES = ['Hi there', 'Free entry!', 'Hi there', 'ok', 'see you at 5', 'lol', 'ok', 'Call me']
@@ -48,15 +49,28 @@ def test_vocabulary_round_trips_through_json_and_digest_tracks_chars(tmp_path):
   assert other.digest() != vocab.digest()
 
 
-def test_split_holds_out_whole_distinct_messages():
-  messages = [f'message {i}' for i in range(100)] + ['dup'] * 5
-  train, val = char_corpus.split_messages(messages, 0.1, seed=3)
-  assert not set(train) & set(val)
-  assert sorted(train + val) == sorted(messages)
-  assert len(set(val)) == round(0.1 * 101)  # 101 distinct texts.
-  assert ('dup' in val) == (messages.count('dup') == val.count('dup'))  # All copies together.
-  assert char_corpus.split_messages(messages, 0.1, seed=3) == (train, val)
-  assert char_corpus.split_messages(messages, 0.1, seed=4)[1] != val
+def test_split_holds_out_whole_normalised_messages_for_validation_and_test():
+  messages = ([f'message {i}' for i in range(100)] + ['dup'] * 5
+              + ['Message 7!', 'MESSAGE  8', 'Dup.'])  # Copies up to case, punctuation, spacing.
+  train, val, test = char_corpus.split_messages(messages, 0.1, 0.2, seed=3)
+  norm = lambda part: {normalised_text(m) for m in part}
+  assert not norm(train) & norm(val) and not norm(train) & norm(test) and not norm(val) & norm(test)
+  assert sorted(train + val + test) == sorted(messages)
+  assert (len(norm(val)), len(norm(test))) == (round(0.1 * 101), round(0.2 * 101))  # 101 forms.
+  held_out = val + test
+  assert ('dup' in held_out) == (held_out.count('dup') == 5 and 'Dup.' in held_out)
+  assert char_corpus.split_messages(messages, 0.1, 0.2, seed=3) == (train, val, test)
+  assert char_corpus.split_messages(messages, 0.1, 0.2, seed=4)[1] != val
+
+
+@needs_real
+def test_real_held_out_messages_do_not_normalise_to_training_ones():
+  messages = sms_data.load_sms_spam(str(REAL_ROOT)).texts
+  train, val, test = char_corpus.split_messages(messages, 0.05, 0.05, seed=0)
+  train_forms = {normalised_text(m) for m in train}
+  assert not any(normalised_text(m) in train_forms for m in val + test)
+  assert (len(set(val)), len(set(test))) == (258, 258)  # 257 normalised forms each.
+  assert not {normalised_text(m) for m in val} & {normalised_text(m) for m in test}
 
 
 def test_next_char_window_i_is_text_i_to_i_plus_100_with_the_next_label():

@@ -36,7 +36,7 @@ def _real_fmnist_dir() -> Path | None:
 REAL_DIR = _real_fmnist_dir()
 needs_real = pytest.mark.skipif(
     REAL_DIR is None, reason='real Fashion-MNIST not found: set AML2_DATA_DIR to a data root with '
-    'fashion_mnist/*-idx*-ubyte.gz (e.g. /work/shared/data)')
+    'fashion_mnist/*-idx*-ubyte.gz (e.g. /path/to/data)')
 
 
 @pytest.fixture(name='real', scope='module')

@@ -60,7 +60,7 @@ def test_missing_data_offline_names_the_fix(tmp_path):
 
 
 def test_a_second_run_on_a_busy_workdir_is_refused(tmp_path):
-  from aml2_jax.training.workdir import WorkdirLock
+  from aml2_jax.runtime.workdir import WorkdirLock
   workdir = tmp_path / 'run'
   workdir.mkdir()
   (workdir / 'keep.txt').write_text('earlier results')

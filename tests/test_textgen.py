@@ -198,6 +198,10 @@ def test_bad_config_is_a_user_error():
     textgen.check_config(_config(objective='every_char'))
   with pytest.raises(UserError, match='val_fraction'):
     textgen.check_config(_config(**{'data.val_fraction': 0.0}))
+  with pytest.raises(UserError, match='test_fraction'):
+    textgen.check_config(_config(**{'data.test_fraction': 0.0}))
+  with pytest.raises(UserError, match='must be < 1 to leave training messages'):
+    textgen.check_config(_config(**{'data.val_fraction': 0.5, 'data.test_fraction': 0.5}))
 
 
 def _write_tiny_sms_root(root):
@@ -220,11 +224,21 @@ def test_train_then_sample_in_a_fresh_process(tmp_path):
   workdir.mkdir()
   config = _config(**{'data.dir': str(root), 'data.limit_messages': 0, 'data.window': 30})
   results = textgen.train_and_evaluate(config, workdir)
-  assert set(results) >= {'val_bpc', 'val_loss', 'train_loss', 'num_params', 'epochs', 'wall_s'}
-  assert results['epochs'] == config.num_epochs and np.isfinite(results['val_bpc'])
-  assert json.loads((workdir / 'results.json').read_text())['val_bpc'] == results['val_bpc']
+  assert set(results) >= {'val_bpc', 'val_loss', 'test_bpc', 'test_loss', 'train_loss',
+                          'num_params', 'epochs', 'wall_s'}
+  assert results['epochs'] == config.num_epochs and np.isfinite(results['test_bpc'])
+  assert json.loads((workdir / 'results.json').read_text())['test_bpc'] == results['test_bpc']
   vocab = char_corpus.Vocabulary.load(workdir / 'vocab.json')
-  params, _ = textgen_train.restore_best(config, workdir, vocab)
+  params, best_step = textgen_train.restore_best(config, workdir, vocab)
+  # The checkpoint is the one of lowest per-epoch validation loss; the test text played no part.
+  epochs = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert best_step == min(epochs, key=lambda e: e['val_loss'])['step']
+  assert not any(k.startswith('test_') for e in epochs for k in e)
+  corpus = input_pipeline.load_corpus(config)
+  model = make_model(config, vocab.size)
+  assert results['test_bpc'] == pytest.approx(textgen_train.validate(
+      config, model, params, corpus.test_ids, part='test')['test_bpc'], rel=1e-6)
+  assert results['val_bpc'] != results['test_bpc']
   sampler = CharSampler(make_model(config, vocab.size), config.data.window)
   kept, text = generate.generate_text(sampler, params, vocab, 'see ☃', 40, 0.0, seed=0,
                                      stop_at_end=False)

@@ -19,7 +19,7 @@ import pytest
 from aml2_jax.training import loop as train_loop
 from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.training.config import base_config
-from aml2_jax.training.metrics_logging import MetricLogger
+from aml2_jax.runtime.metrics_logging import MetricLogger
 from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
 from conftest import REPO, cgan_cli_args, checkpoint_leaves
 

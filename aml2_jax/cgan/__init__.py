@@ -19,8 +19,10 @@ from aml2_jax.cgan.sample import sample
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.layers import fast_ops
 from aml2_jax.plotting.curves import plot_curves
+from aml2_jax.training import restore
+from aml2_jax.runtime import storage
 from aml2_jax.training import config as config_lib
-from aml2_jax.training.workdir import WorkdirLock, write_config
+from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
 CONFIGS = ('cgan',)
 build_task = train_lib.build_task
@@ -54,6 +56,8 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
   with WorkdirLock(workdir):
     write_config(workdir, config)
     data = load_data(config)
+    # The step training resumes from: 0 for a fresh run, the last one when only evaluation is left.
+    resumed_from = restore.refuse_incompatible(workdir, train_lib.model_meta(config)) or 0
     start = time.time()
     state = train_lib.train(config, workdir, data)
     train_seconds = time.time() - start
@@ -62,13 +66,17 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
     if not config.eval.after_training:
       return {}
     return quality.evaluate_and_write(config, workdir, train_lib.generator_params(config, state),
-                                      data, {'train_wall_s': round(train_seconds, 1)})
+                                      data, {'train_wall_s': round(train_seconds, 1),
+                                             'resumed_from_step': resumed_from})
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
   g_params = train_lib.restore_generator(config, workdir)
   with WorkdirLock(workdir):
-    return quality.evaluate_and_write(config, workdir, g_params, load_data(config), {})
+    previous = storage.read_json_object(workdir / 'results.json')
+    extra = {k: v for k, v in previous.items()
+             if k in ('train_wall_s', 'resumed_from_step')}  # Facts of training, not of eval.
+    return quality.evaluate_and_write(config, workdir, g_params, load_data(config), extra)
 
 
 MODES = {'train': train_and_evaluate, 'eval': evaluate, 'sample': sample}

@@ -10,19 +10,47 @@ import numpy as np
 import scipy.linalg
 
 
+# Largest imaginary part allowed on the diagonal of (S_a S_b)^1/2 before it is discarded (the
+# reference FID implementation's tolerance). The product of two covariances has real eigenvalues
+# >= 0, so its root is real up to rounding; more than this is a numerical failure, not noise.
+IMAGINARY_TOLERANCE = 1e-3
+
+
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
   """FID between two feature sets [num, dim]: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2)."""
   a, b = features_a.astype(np.float64), features_b.astype(np.float64)
-  mu_a, mu_b = a.mean(0), b.mean(0)
-  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  with warnings.catch_warnings():  # Dead ReLU features make the product singular: handled below.
-    warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
-    covmean, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
-  if not np.isfinite(covmean).all():  # Near-singular product: regularise, as the reference FID does.
+  return frechet_distance_of_moments(a.mean(0), np.cov(a, rowvar=False),
+                                     b.mean(0), np.cov(b, rowvar=False))
+
+
+def frechet_distance_of_moments(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray,
+                                cov_b: np.ndarray) -> float:
+  """The Fréchet distance of Gaussians N(mu_a [dim], cov_a [dim, dim]) and N(mu_b, cov_b).
+
+  Raises:
+    ValueError: the matrix root has a non-negligible imaginary part (see `IMAGINARY_TOLERANCE`).
+  """
+  covmean = _matrix_sqrt(cov_a @ cov_b)
+  if not np.isfinite(covmean).all():  # Near-singular product: regularise as the reference FID.
     offset = np.eye(len(cov_a)) * 1e-6
-    covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-  covmean = covmean.real
-  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    covmean = _matrix_sqrt((cov_a + offset) @ (cov_b + offset))
+  if np.iscomplexobj(covmean):
+    imaginary = np.abs(np.diagonal(covmean).imag).max()
+    if imaginary > IMAGINARY_TOLERANCE:
+      raise ValueError(f'the matrix root in the Fréchet distance has an imaginary part of '
+                       f'{imaginary:.3g} on its diagonal: the covariances are not positive '
+                       'semi-definite or the product is too ill-conditioned.')
+    covmean = covmean.real
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+               - 2 * np.trace(covmean))
+
+
+def _matrix_sqrt(matrix: np.ndarray) -> np.ndarray:
+  """scipy's principal square root, without its singular-matrix warning."""
+  with warnings.catch_warnings():  # Dead ReLU features make the product singular: handled above.
+    warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
+    # No `disp`: deprecated in SciPy 1.16, removed in 1.18; without it only the root is returned.
+    return scipy.linalg.sqrtm(matrix)
 
 
 def conditional_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:

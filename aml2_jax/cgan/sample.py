@@ -1,5 +1,6 @@
 """`--mode=sample`: a labelled PNG grid and an .npz of generated images from a trained workdir."""
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ from aml2_jax.cgan.train import restore_generator
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.errors import UserError
 from aml2_jax.plotting.image_grid import save_labelled_grid
+from aml2_jax.runtime import storage
+
+OUT_SUFFIXES = ('.png', '.npz')  # --out names either; both are written, side by side.
 
 
 def check_classes(classes: tuple[int, ...], num_per_class: int) -> None:
@@ -24,15 +28,36 @@ def check_classes(classes: tuple[int, ...], num_per_class: int) -> None:
     raise UserError(f'--num_per_class={num_per_class} must be > 0.')
 
 
+def output_paths(out: str, workdir: Path) -> tuple[Path, Path]:
+  """(PNG path, NPZ path) for `--out` (either suffix; default `<workdir>/samples/sample.png`),
+  after checking that their folder can be written (created if missing)."""
+  path = Path(out).expanduser() if out else Path(workdir) / 'samples' / 'sample.png'
+  if path.suffix.lower() not in OUT_SUFFIXES:
+    raise UserError(f'--out={out} must end in .png or .npz: both are written, the labelled grid '
+                    f'as {path.stem}.png and the images and labels as {path.stem}.npz.')
+  folder = path.absolute().parent
+  if folder.exists() and not folder.is_dir():
+    raise storage.StorageError(folder, errno.ENOTDIR, where='--out')
+  with storage.writing(folder, '--out'):
+    folder.mkdir(parents=True, exist_ok=True)
+  storage.probe_writable(folder, '--out')  # Before the restore and the generation, not after.
+  return path.with_suffix('.png'), path.with_suffix('.npz')
+
+
 def sample(config, workdir: Path, options) -> None:
   """Writes a labelled PNG grid and an .npz (`images` uint8 [num, 28, 28], `labels` [num])."""
   classes = options.labels or tuple(range(NUM_CLASSES))
   check_classes(classes, options.num_per_class)
+  png, npz = output_paths(options.out, workdir)
   g_params = restore_generator(config, workdir)
   labels = generate.class_grid_labels(classes, options.num_per_class)
   images = generate.generate(config, g_params, labels, seed=options.seed)
-  out = Path(options.out or workdir / 'samples' / 'sample.png')
   save_labelled_grid(images.reshape(len(classes), options.num_per_class, 28, 28),
-                     [fashion_mnist.CLASS_NAMES[c] for c in classes], out)
-  np.savez_compressed(out.with_suffix('.npz'), images=images, labels=labels)
-  console.say(f'wrote {out} and {out.with_suffix(".npz")} ({len(labels)} images)')
+                     [fashion_mnist.CLASS_NAMES[c] for c in classes], png, where='--out')
+
+  def write_npz(tmp: Path) -> None:
+    with open(tmp, 'wb') as f:  # A file object: np.savez would append .npz to a name.
+      np.savez_compressed(f, images=images, labels=labels)
+
+  storage.atomic_save(npz, write_npz, '--out')
+  console.say(f'wrote {png} and {npz} ({len(labels)} images)')

@@ -21,8 +21,8 @@ from aml2_jax.cgan.models import IMAGE_PIXELS, NUM_CLASSES, make_model
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.layers import fast_ops
 from aml2_jax.plotting.image_grid import grid_image, save_labelled_grid
-from aml2_jax.training import checkpointing, loop
-from aml2_jax.training.metrics_logging import MetricLogger
+from aml2_jax.training import loop, restore
+from aml2_jax.runtime.metrics_logging import MetricLogger
 from aml2_jax.training.train_state import step_key
 
 TRAIN_COMMAND = 'python launch.py --config=configs/cgan.py'
@@ -57,6 +57,35 @@ def create_train_state(config: ml_collections.ConfigDict) -> GanState:
                   key=jax.random.key_data(run_key))
 
 
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array,
+                       real_label: float) -> jax.Array:
+  """D's mean sigmoid cross-entropy over real images (target `real_label`) and generated (0).
+
+  Args:
+    real_logits: [batch] D's logits of real images.
+    fake_logits: [batch] D's logits of generated images.
+    real_label: the real images' target: 1, or e.g. 0.9 for one-sided label smoothing.
+  """
+  logits = jnp.concatenate([real_logits, fake_logits])
+  targets = jnp.concatenate([jnp.full_like(real_logits, real_label, jnp.float32),
+                             jnp.zeros_like(fake_logits, jnp.float32)])
+  return optax.sigmoid_binary_cross_entropy(logits, targets).mean()
+
+
+def generator_loss(fake_logits: jax.Array) -> jax.Array:
+  """G's non-saturating loss, mean -log D(G(z)) over D's logits [batch] of generated images.
+
+  Not the saturating log(1 - D(G(z))) of the minimax game: that one's gradient vanishes when D
+  rejects the samples confidently, early in training.
+  """
+  return optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)).mean()
+
+
+def ema_update(ema: Any, params: Any, decay: float) -> Any:
+  """The moving average after one step: decay * ema + (1 - decay) * params, leaf by leaf."""
+  return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
+
+
 def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, latent_dim: int,
                real_label: float, ema_decay: float) -> tuple[GanState, dict]:
   """One discriminator update, then one generator update.
@@ -74,28 +103,26 @@ def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, l
   fake_labels = jax.random.randint(label_key, (len(batch_idx),), 0, NUM_CLASSES)
   fake, g_vjp = jax.vjp(lambda p: g.apply({'params': p}, noise, fake_labels), state.g_params)
 
-  def d_loss_fn(d_params):
+  def d_loss_fn(d_params):  # Real and generated images scored in one batch.
     logits = d.apply({'params': d_params}, jnp.concatenate([images, fake]),
                      jnp.concatenate([labels, fake_labels]), train=True, rngs={'dropout': d_drop})
-    targets = jnp.concatenate([jnp.full_like(labels, real_label, jnp.float32),
-                               jnp.zeros_like(fake_labels, jnp.float32)])
-    return optax.sigmoid_binary_cross_entropy(logits, targets).mean(), jnp.split(logits, 2)
+    real_logits, fake_logits = jnp.split(logits, 2)
+    return discriminator_loss(real_logits, fake_logits, real_label), (real_logits, fake_logits)
 
   (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
       state.d_params)
   d_updates, d_opt = tx.update(d_grads, state.d_opt, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)
 
-  def g_loss_fn(fake_images):  # Non-saturating: -log D(G(z)), against the updated D.
-    logits = d.apply({'params': d_params}, fake_images, fake_labels, train=True,
-                     rngs={'dropout': g_drop})
-    return optax.sigmoid_binary_cross_entropy(logits, jnp.ones_like(logits)).mean()
+  def g_loss_fn(fake_images):  # Against the updated D.
+    return generator_loss(d.apply({'params': d_params}, fake_images, fake_labels, train=True,
+                                  rngs={'dropout': g_drop}))
 
   g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
   (g_grads,) = g_vjp(fake_grads)
   g_updates, g_opt = tx.update(g_grads, state.g_opt, state.g_params)
   g_params = optax.apply_updates(state.g_params, g_updates)
-  g_ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state.g_ema, g_params)
+  g_ema = ema_update(state.g_ema, g_params, ema_decay)
   state = state.replace(step=state.step + 1, g_params=g_params, g_ema=g_ema, d_params=d_params,
                         g_opt=g_opt, d_opt=d_opt)
   return state, {'d_loss': d_loss, 'g_loss': g_loss,
@@ -148,6 +175,6 @@ def train(config: ml_collections.ConfigDict, workdir: Path,
 
 def restore_generator(config: ml_collections.ConfigDict, workdir: Path):
   """The latest checkpoint's generator params (after checking it fits this config)."""
-  restored = checkpointing.restore_trained(workdir, lambda: create_train_state(config),
+  restored = restore.restore_trained(workdir, lambda: create_train_state(config),
                                            model_meta(config), train_command=TRAIN_COMMAND)
   return generator_params(config, restored.state)

@@ -1,5 +1,9 @@
 """The SMS corpus as one character stream: vocabulary, held-out messages, training windows.
 
+Whole messages are held out for validation and for test, grouped by normalised text
+(`tokenizer.normalised_text`): every message that normalises alike goes to the same side, so no
+held-out message is a training message up to case, punctuation or spacing.
+
 The messages are joined into one text with `END_CHAR` after every message, and each character
 becomes an integer id. Training never materialises its windows: the text stays one int32 array and
 a batch of windows is gathered from it by start offset (`gather_windows`, inside the jitted step).
@@ -24,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aml2_jax.datasets.tokenizer import normalised_text
 from aml2_jax.errors import UserError
 
 # Marks the end of every message in the joined text. Messages never contain a newline in the UCI
@@ -116,21 +121,27 @@ def build_vocabulary(messages: Sequence[str]) -> Vocabulary:
   return Vocabulary(tuple(sorted(set(join_messages(messages)))))
 
 
-def split_messages(messages: Sequence[str], val_fraction: float,
-                   seed: int) -> tuple[list[str], list[str]]:
-  """Holds out round(val_fraction * distinct messages) whole messages, chosen by `seed`.
+def split_messages(messages: Sequence[str], val_fraction: float, test_fraction: float,
+                   seed: int) -> tuple[list[str], list[str], list[str]]:
+  """Holds out whole messages for validation and test, by distinct normalised text.
 
-  The split is by distinct text: every copy of a held-out message is held out (the UCI file
-  repeats 403 rows), so no validation message was seen in training. Order is kept on both sides.
+  Of the distinct normalised texts, in an order drawn with `seed`, the first
+  round(val_fraction * count) are validation and the next round(test_fraction * count) test.
+  Every message goes where its normalised text went (the UCI file repeats 403 rows exactly and
+  40 more up to case and punctuation), so no held-out message is also, normalised, a training
+  one, nor a validation one a test one. Order is kept within each part.
 
   Returns:
-    (train_messages, val_messages).
+    (train_messages, val_messages, test_messages).
   """
-  distinct = list(dict.fromkeys(messages))
-  num_val = round(val_fraction * len(distinct))
-  chosen = np.random.default_rng(seed).permutation(len(distinct))[:num_val]
-  held_out = {distinct[i] for i in chosen}
-  return ([m for m in messages if m not in held_out], [m for m in messages if m in held_out])
+  keys = [normalised_text(m) for m in messages]
+  distinct = list(dict.fromkeys(keys))
+  num_val, num_test = round(val_fraction * len(distinct)), round(test_fraction * len(distinct))
+  order = np.random.default_rng(seed).permutation(len(distinct))
+  part = dict.fromkeys(distinct, 0)  # 0 train, 1 validation, 2 test.
+  part.update({distinct[i]: 1 for i in order[:num_val]})
+  part.update({distinct[i]: 2 for i in order[num_val:num_val + num_test]})
+  return tuple([m for m, k in zip(messages, keys) if part[k] == p] for p in range(3))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -140,18 +151,24 @@ class CharCorpus:
   Attributes:
     vocab: the vocabulary.
     train_ids: int32 [train characters], the joined training messages.
-    val_ids: int32 [validation characters], the joined held-out messages.
+    val_ids: int32 [validation characters], the joined validation messages (checkpoint choice).
+    test_ids: int32 [test characters], the joined test messages (scored once, at the end).
   """
   vocab: Vocabulary
   train_ids: np.ndarray
   val_ids: np.ndarray
+  test_ids: np.ndarray
 
 
-def build_corpus(messages: Sequence[str], val_fraction: float, seed: int) -> CharCorpus:
-  """Vocabulary, then the train/validation split of whole messages, each joined and encoded."""
+def build_corpus(messages: Sequence[str], val_fraction: float, test_fraction: float = 0.0, *,
+                 seed: int) -> CharCorpus:
+  """Vocabulary, then the train/validation/test split of whole messages, each joined and encoded.
+
+  `test_fraction` 0 leaves the test text empty.
+  """
   vocab = build_vocabulary(messages)
-  train, val = split_messages(messages, val_fraction, seed)
-  return CharCorpus(vocab, vocab.encode(join_messages(train)), vocab.encode(join_messages(val)))
+  parts = split_messages(messages, val_fraction, test_fraction, seed)
+  return CharCorpus(vocab, *(vocab.encode(join_messages(part)) for part in parts))
 
 
 def window_starts(text_len: int, window: int, objective: str) -> np.ndarray:

@@ -29,6 +29,19 @@ def text_to_words(text: str) -> list[str]:
   return [w for w in text.lower().translate(_TRANSLATION).split(' ') if w]
 
 
+def normalised_text(text: str) -> str:
+  """The form duplicates are found by: the `text_to_words` words, split again on any whitespace.
+
+  Lower-cased, each `FILTERS` character a space, every run of whitespace one space (also '\\r'
+  and U+00A0, which Keras keeps inside words). It depends on no vocabulary, so it can be computed
+  before a split. Texts with the same `text_to_words` words have the same form, and those words
+  give the same ids under any fitted `Tokenizer` (it maps word by word): equal model inputs. The
+  converse does not hold: words outside a vocabulary are dropped, so texts of different forms can
+  still encode alike.
+  """
+  return ' '.join(' '.join(text_to_words(text)).split())
+
+
 def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int) -> np.ndarray:
   """Pads and truncates at the front, as Keras' `pad_sequences` defaults ('pre', 'pre').
 

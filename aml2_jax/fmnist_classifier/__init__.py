@@ -15,9 +15,9 @@ from aml2_jax.datasets import fashion_mnist
 from aml2_jax.fmnist_classifier import train as train_lib
 from aml2_jax.layers import fast_ops
 from aml2_jax.training import config as config_lib
-from aml2_jax.training.metrics_logging import write_json
+from aml2_jax.runtime.metrics_logging import write_json
 from aml2_jax.training.param_summary import count_params
-from aml2_jax.training.workdir import WorkdirLock, write_config
+from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
 CONFIGS = ('fmnist_classifier',)
 

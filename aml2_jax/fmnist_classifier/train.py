@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from aml2_jax.fmnist_classifier.models import FashionCNN, make_model
-from aml2_jax.training import checkpointing, inference, loop
+from aml2_jax.training import inference, loop, restore
 from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
 
 TRAIN_COMMAND = 'python launch.py --config=configs/fmnist_classifier.py'
@@ -110,5 +110,5 @@ def model_meta(config: ml_collections.ConfigDict, experiment: str = 'fmnist_clas
 
 def restore_params(config: ml_collections.ConfigDict, workdir: Path):
   """The latest checkpoint's params of a trained classifier in `workdir`."""
-  return checkpointing.restore_trained(workdir, lambda: create_train_state(config),
+  return restore.restore_trained(workdir, lambda: create_train_state(config),
                                        model_meta(config), train_command=TRAIN_COMMAND).state.params

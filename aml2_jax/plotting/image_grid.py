@@ -6,6 +6,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from aml2_jax.runtime import storage
+
 
 def grid_image(images: np.ndarray) -> np.ndarray:
   """Tiles uint8 images [rows, cols, h, w] into one [rows*h, cols*w] image (1 px gaps)."""
@@ -18,8 +20,9 @@ def grid_image(images: np.ndarray) -> np.ndarray:
 
 
 def save_labelled_grid(images: np.ndarray, row_names: Sequence[str], path: Path,
-                       scale: int = 2, margin: int = 90) -> None:
-  """Writes the tiled images, scaled up, with each row's name in a left margin."""
+                       scale: int = 2, margin: int = 90, where: str = '--workdir') -> None:
+  """Writes the tiled images, scaled up, with each row's name in a left margin (as PNG,
+  atomically; a disk fault is a `storage.StorageError` whose fix names `where`)."""
   tiles = Image.fromarray(grid_image(images))
   tiles = tiles.resize((tiles.width * scale, tiles.height * scale), Image.NEAREST)
   canvas = Image.new('L', (tiles.width + margin, tiles.height), 255)
@@ -28,5 +31,6 @@ def save_labelled_grid(images: np.ndarray, row_names: Sequence[str], path: Path,
   row_height = tiles.height / len(row_names)
   for r, name in enumerate(row_names):
     draw.text((4, int((r + 0.5) * row_height) - 6), name, fill=0)
-  Path(path).parent.mkdir(parents=True, exist_ok=True)
-  canvas.save(path)
+  with storage.writing(Path(path).parent, where):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+  storage.atomic_save(path, lambda tmp: canvas.save(tmp, format='PNG'), where)

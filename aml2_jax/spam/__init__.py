@@ -1,8 +1,8 @@
 """Experiment 1: the SMS spam classifier, Embedding -> SimpleRNN or LSTM -> dense -> one logit.
 
-Modules: `input_pipeline` (corpus, de-duplication, split, tokenizer), `models`, `train` (one seed:
-state, jitted step, evaluation, restore), `seeds` (several seeds and their summary), `metrics`
-(binary-classifier metrics), `predict` (the predict mode).
+Modules: `input_pipeline` (corpus, de-duplication, the train/validation/test split, tokenizer),
+`models`, `train` (one seed: state, jitted step, evaluation, restore), `seeds` (several seeds and
+their summary), `metrics` (binary-classifier metrics), `predict` (the predict mode).
 """
 
 import json
@@ -17,7 +17,7 @@ from aml2_jax.spam.input_pipeline import SpamSplit, prepare_split, vocab_digest
 from aml2_jax.spam.predict import predict
 from aml2_jax.training import config as config_lib
 from aml2_jax.training.checkpointing import check_compatible
-from aml2_jax.training.workdir import WorkdirLock, write_config
+from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
 CONFIGS = ('spam_rnn', 'spam_lstm')
 build_task = train_lib.build_task
@@ -26,9 +26,11 @@ build_task = train_lib.build_task
 def check_config(config: ml_collections.ConfigDict) -> None:
   config_lib.check_base(config)
   config_lib.check_positive(config, 'num_seeds', 'optim.learning_rate', 'model.embed_dim',
-                            'model.units', 'model.unroll', 'data.maxlen')
+                            'model.units', 'data.maxlen')
+  config_lib.check_non_negative(config, 'model.unroll')
   config_lib.check_fraction(config, 'model.dropout')
   config_lib.check_fraction(config, 'data.test_fraction', allow_zero=False)
+  config_lib.check_fraction(config, 'data.val_fraction', allow_zero=False)
   if config.model.cell not in train_lib.CONFIG_FILES:
     raise UserError(f'config.model.cell is {config.model.cell!r}: use "simple" or "lstm".')
   if any(width <= 0 for width in config.model.hidden):
@@ -44,7 +46,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def load_data(config: ml_collections.ConfigDict) -> SpamSplit:
-  """The encoded train/test split of one run (corpus, dedup, split, tokenizer)."""
+  """The encoded train/validation/test split of one run (corpus, dedup, split, tokenizer)."""
   return prepare_split(input_pipeline.load_corpus(config), config)
 
 
@@ -64,18 +66,22 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
-  """Re-evaluates every seed's last checkpoint on its held-out split; rewrites the results."""
+  """Re-scores every seed's checkpoint on its test part and rewrites the results.
+
+  The checkpoint is the last epoch's, or the lowest validation loss's with
+  `config.keep_best_val_epoch` (see `train.restore_run`).
+  """
   with WorkdirLock(workdir):
     corpus = input_pipeline.load_corpus(config)
     per_seed = {}
     for run in seeds.run_configs(config):
       run_dir = seeds.seed_dir(workdir, run.seed)
-      params, _, saved = train_lib.restore_run(run, run_dir, workdir)
+      params, _, saved, step = train_lib.restore_for_eval(run, run_dir, workdir)
       split = prepare_split(corpus, run)
       check_compatible(saved, train_lib.train_meta(run, vocab_digest(split.tokenizer)), run_dir)
       extra = {k: v for k, v in _read_results(run_dir).items()
                if k in ('train_wall_s', 'resumed_from_step')}  # Facts of training, not of eval.
-      per_seed[run.seed] = train_lib.write_run_results(run, run_dir, params, split, extra)
+      per_seed[run.seed] = train_lib.write_run_results(run, run_dir, params, split, step, extra)
     return seeds.write_summary(config, workdir, per_seed)
 
 

@@ -1,9 +1,18 @@
-"""The spam classifier's data: corpus, de-duplication, the stratified split and the tokenizer.
+"""The spam classifier's data: corpus, de-duplication, the three-way split and the tokenizer.
 
-Load the UCI SMS Spam Collection; drop exact duplicates (`config.data.dedup`); split stratified
-with `config.data.split_seed`; fit the Keras-style tokenizer on the training split (or on every
-message with `config.data.tokenizer_fit='all'`, as the study did); encode to `config.data.maxlen`
-ids, pre-padded.
+Load the UCI SMS Spam Collection; with `config.data.dedup` keep one message per normalised text
+(`tokenizer.normalised_text`: the Keras words, so case, punctuation and whitespace do not make a
+new message); split stratified with `config.data.split_seed`: `config.data.test_fraction` for test,
+then `config.data.val_fraction` of the rest for validation; fit the Keras-style tokenizer on the
+training part (or on every message with `config.data.tokenizer_fit='all'`, as the study did);
+encode to `config.data.maxlen` ids, pre-padded.
+
+Words outside the vocabulary are dropped when encoding, so two messages of different normalised
+texts can still be the same model input (a spam template with another phone number). With
+`dedup`, such a held-out message is dropped too: a validation message whose ids equal a training
+message's, a test message whose ids equal a training or validation message's. Then no message the
+model is scored on is, to the model, a copy of one it was trained or selected on.
+`dedup=False` keeps every row (the study's protocol: copies reach the test set).
 """
 
 import dataclasses
@@ -17,54 +26,110 @@ from aml2_jax.datasets import sms
 from aml2_jax.datasets.tokenizer import Tokenizer
 from aml2_jax.errors import UserError
 
+PARTS = ('train', 'val', 'test')
+SPLIT_FILE = 'split.json'
+
 
 @dataclasses.dataclass(frozen=True)
 class SpamSplit:
-  """One run's data: the fitted tokenizer and both splits encoded.
+  """One run's data: the fitted tokenizer and the three parts encoded.
 
   Attributes:
-    tokenizer: fitted on the training split (or on all messages; see `config.data.tokenizer_fit`).
+    tokenizer: fitted on the training part (or on all messages; see `config.data.tokenizer_fit`).
     train_ids: int32 [num_train, maxlen], pre-padded with 0.
     train_labels: int32 [num_train]; 1 = spam.
-    test_ids: int32 [num_test, maxlen].
-    test_labels: int32 [num_test].
+    val_ids, val_labels: the validation part (per-epoch metrics, the optional best epoch).
+    test_ids, test_labels: the test part (scored once, at the end).
+    index: indices into the corpus of each part ('train', 'val', 'test') and of the held-out
+      messages dropped as copies of an earlier part's model input ('dropped').
   """
   tokenizer: Tokenizer
   train_ids: np.ndarray
   train_labels: np.ndarray
+  val_ids: np.ndarray
+  val_labels: np.ndarray
   test_ids: np.ndarray
   test_labels: np.ndarray
+  index: dict[str, np.ndarray]
 
 
 def load_corpus(config: ml_collections.ConfigDict) -> sms.SmsSpam:
   """The messages a run uses: the first `data.limit` rows (0 = all), deduplicated if asked."""
   corpus = sms.load_sms_spam(config.data.dir)
   if config.data.limit:
-    corpus = sms.SmsSpam(corpus.texts[:config.data.limit], corpus.labels[:config.data.limit],
-                         corpus.path)
+    corpus = corpus.subset(np.arange(min(config.data.limit, len(corpus))))
   return sms.drop_duplicates(corpus) if config.data.dedup else corpus
 
 
 def split_indices(corpus: sms.SmsSpam,
-                  config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
-  """(train_idx, test_idx) into `corpus`: stratified, seeded by `config.data.split_seed`."""
-  train_idx, test_idx = sms.stratified_split(corpus.labels, config.data.test_fraction,
-                                             config.data.split_seed)
-  if len(test_idx) == 0 or len(np.unique(corpus.labels[train_idx])) < 2:
-    raise UserError(f'{corpus.path} gives {len(train_idx)} training and {len(test_idx)} test '
-                    'messages; both need messages and training needs both classes.')
-  return train_idx, test_idx
+                  config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(train_idx, val_idx, test_idx) into `corpus`, each stratified by label and sorted.
+
+  Test is drawn first with `split_seed` (the same draw as a two-way split), validation then from
+  the rest with the seed pair (split_seed, 1).
+  """
+  rest_idx, test_idx = sms.stratified_split(corpus.labels, config.data.test_fraction,
+                                            config.data.split_seed)
+  fit_pos, val_pos = sms.stratified_split(corpus.labels[rest_idx], config.data.val_fraction,
+                                          (config.data.split_seed, 1))
+  train_idx, val_idx = rest_idx[fit_pos], rest_idx[val_pos]
+  if (len(test_idx) == 0 or len(val_idx) == 0
+      or len(np.unique(corpus.labels[train_idx])) < 2):
+    raise UserError(f'{corpus.path} gives {len(train_idx)} training, {len(val_idx)} validation '
+                    f'and {len(test_idx)} test messages; each part needs messages and training '
+                    'needs both classes (raise config.data.limit).')
+  return train_idx, val_idx, test_idx
+
+
+def twins(ids: np.ndarray, seen_ids: np.ndarray) -> np.ndarray:
+  """bool [num]: whether each row of `ids` [num, maxlen] equals some row of `seen_ids`."""
+  seen = {row.tobytes() for row in seen_ids}
+  return np.array([row.tobytes() in seen for row in ids], bool)
 
 
 def prepare_split(corpus: sms.SmsSpam, config: ml_collections.ConfigDict) -> SpamSplit:
-  """Splits `corpus`, fits the tokenizer (`config.data.tokenizer_fit`) and encodes both splits."""
-  train_idx, test_idx = split_indices(corpus, config)
+  """Splits `corpus`, fits the tokenizer (`config.data.tokenizer_fit`) and encodes the parts.
+
+  With `config.data.dedup`, held-out messages whose ids copy an earlier part's are dropped (see
+  the module docstring).
+  """
+  index = dict(zip(PARTS, split_indices(corpus, config)))
   texts = corpus.texts
-  fit_texts = texts if config.data.tokenizer_fit == 'all' else [texts[i] for i in train_idx]
-  tokenizer = Tokenizer.fit(fit_texts, config.data.num_words)
-  encode = lambda idx: tokenizer.encode([texts[i] for i in idx], config.data.maxlen)
-  return SpamSplit(tokenizer, encode(train_idx), corpus.labels[train_idx],
-                   encode(test_idx), corpus.labels[test_idx])
+  fit_idx = np.arange(len(corpus)) if config.data.tokenizer_fit == 'all' else index['train']
+  tokenizer = Tokenizer.fit([texts[i] for i in fit_idx], config.data.num_words)
+  ids = {part: tokenizer.encode([texts[i] for i in idx], config.data.maxlen)
+         for part, idx in index.items()}
+  dropped = []
+  if config.data.dedup:
+    for part, earlier in (('val', ('train',)), ('test', ('train', 'val'))):
+      copy = twins(ids[part], np.concatenate([ids[p] for p in earlier]))
+      dropped.append(index[part][copy])
+      index[part], ids[part] = index[part][~copy], ids[part][~copy]
+  index['dropped'] = np.sort(np.concatenate(dropped or [np.zeros(0, np.int64)]))
+  empty = [part for part in ('val', 'test') if len(index[part]) == 0]
+  if empty:
+    raise UserError(f'the {empty[0]} part of {corpus.path} is empty once messages the model '
+                    'cannot tell from training ones are dropped; use more messages '
+                    '(config.data.limit) or a larger config.data.num_words.')
+  labels = {part: corpus.labels[index[part]] for part in PARTS}
+  return SpamSplit(tokenizer, ids['train'], labels['train'], ids['val'], labels['val'],
+                   ids['test'], labels['test'], index)
+
+
+def split_record(corpus: sms.SmsSpam, split: SpamSplit) -> dict:
+  """What `split.json` holds: each part as 0-based lines of the data file, and the file."""
+  return {**{part: corpus.rows[split.index[part]].tolist() for part in PARTS},
+          'dropped_as_token_twins': corpus.rows[split.index['dropped']].tolist(),
+          'data_file': corpus.path.name,
+          'numbering': '0-based line of the data file on which each message starts'}
+
+
+def protocol(config: ml_collections.ConfigDict) -> str:
+  """The split protocol in words, for results.json."""
+  if config.data.dedup:
+    return ('deduplicated: one message per normalised text; held-out messages whose model input '
+            'copies an earlier part are dropped')
+  return "duplicates kept (the study's protocol): copies of training messages reach the test set"
 
 
 def vocab_digest(tokenizer: Tokenizer) -> str:
@@ -75,11 +140,14 @@ def vocab_digest(tokenizer: Tokenizer) -> str:
 
 
 def describe(config: ml_collections.ConfigDict, corpus: sms.SmsSpam, split: SpamSplit) -> str:
-  """One line on what a run trains and tests on."""
-  fit = 'training split' if config.data.tokenizer_fit == 'train' else 'all messages'
+  """One line on what a run trains, validates and tests on."""
+  fit = 'training part' if config.data.tokenizer_fit == 'train' else 'all messages'
   kept = 'deduplicated' if config.data.dedup else 'duplicates kept'
-  return (f'seed {config.seed}: {len(corpus)} messages ({kept}), '
-          f'split seed {config.data.split_seed}: {len(split.train_labels)} train '
-          f'({int(split.train_labels.sum())} spam) / {len(split.test_labels)} test '
-          f'({int(split.test_labels.sum())} spam); {len(split.tokenizer.word_index)} words seen in '
-          f'the {fit}, ids below {split.tokenizer.num_words} kept')
+  parts = ' / '.join(f'{len(labels)} {part} ({int(labels.sum())} spam)' for part, labels in
+                     (('train', split.train_labels), ('val', split.val_labels),
+                      ('test', split.test_labels)))
+  twins_note = (f', {len(split.index["dropped"])} held-out token twins dropped'
+                if config.data.dedup else '')
+  return (f'seed {config.seed}: {len(corpus)} messages ({kept}), split seed '
+          f'{config.data.split_seed}: {parts}{twins_note}; {len(split.tokenizer.word_index)} '
+          f'words seen in the {fit}, ids below {split.tokenizer.num_words} kept')

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from aml2_jax.layers.recurrent import Recurrent, last_output
+from aml2_jax.training import config as config_lib
 
 _KERAS_DENSE_INIT = nn.initializers.glorot_uniform()
 
@@ -77,4 +78,5 @@ def make_model(config: ml_collections.ConfigDict) -> SpamClassifier:
   """The classifier of `config.model` over `config.data.num_words` token ids."""
   m = config.model
   return SpamClassifier(cell=m.cell, vocab_size=config.data.num_words, embed_dim=m.embed_dim,
-                        units=m.units, hidden=tuple(m.hidden), dropout=m.dropout, unroll=m.unroll)
+                        units=m.units, hidden=tuple(m.hidden), dropout=m.dropout,
+                        unroll=config_lib.per_backend(config, 'unroll', m.unroll))

@@ -1,9 +1,10 @@
 """Several seeds of the spam classifier: one config per seed, and the mean ± std over seeds.
 
 `config.num_seeds = N` trains seeds `config.seed + k`, k < N, each in `<workdir>/seed_<seed>/` with
-its own checkpoints, `tokenizer.json`, metrics and `results.json`; the workdir's `results.json`
-holds the mean and std over seeds. With `config.data.split_per_seed` seed k also splits with
-`split_seed + k`, so the spread includes the luck of the split, not only of the initialisation.
+its own checkpoints, `tokenizer.json`, `split.json`, metrics and `results.json`; the workdir's
+`results.json` holds the mean and std over seeds. With `config.data.split_per_seed` seed k also
+splits with `split_seed + k`, so the spread includes the luck of the split, not only of the
+initialisation.
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 
 from aml2_jax import console
 from aml2_jax.spam import metrics
-from aml2_jax.training.metrics_logging import write_json
+from aml2_jax.runtime.metrics_logging import write_json
 
 AGGREGATED = tuple(f'test_{name}' for name in ('loss',) + metrics.SCALAR_NAMES) + (
     'train_wall_s',)
@@ -44,7 +45,11 @@ def summarize(config: ml_collections.ConfigDict, per_seed: dict[int, dict]) -> d
   runs = list(per_seed.values())
   aggregate = {'num_seeds': len(runs), 'seeds': list(per_seed),
                'num_params': runs[0]['num_params'], 'model_cell': config.model.cell,
-               'dedup': config.data.dedup, 'tokenizer_fit': config.data.tokenizer_fit,
+               'dedup': config.data.dedup, 'split_protocol': runs[0].get('split_protocol'),
+               'tokenizer_fit': config.data.tokenizer_fit,
+               'val_fraction': config.data.val_fraction,
+               'epoch_selection': runs[0].get('epoch_selection'),
+               'epochs_used': [r.get('epoch_used') for r in runs],
                'split_seeds': [r['split_seed'] for r in runs]}
   for name in AGGREGATED:
     values = np.array([r[name] for r in runs if name in r], np.float64)
@@ -61,12 +66,13 @@ def format_table(aggregate: dict) -> str:
   """The printed results of `summarize`: one row per metric, mean ± std, then each seed's value."""
   a = aggregate
   lines = [f'spam {a["model_cell"]}: {a["num_seeds"]} seed(s) {a["seeds"]}, dedup={a["dedup"]}, '
-           f'tokenizer fit on {a["tokenizer_fit"]}, {a["num_params"]:,} params',
-           f'{"metric":<18}{"mean ± std":>20}   per seed']
+           f'tokenizer fit on {a["tokenizer_fit"]}, {a["num_params"]:,} params; test scored at '
+           f'epoch(s) {a["epochs_used"]} ({a["epoch_selection"]})',
+           f'{"metric":<25}{"mean ± std":>20}   per seed']
   for name in AGGREGATED:
     if name in a:
       per_seed = ' '.join(f'{r[name]:.4f}' for r in a['per_seed'].values() if name in r)
-      lines.append(f'{name:<18}{a[name]:>11.4f} ± {a[name + "_std"]:.4f}   {per_seed}')
+      lines.append(f'{name:<25}{a[name]:>11.4f} ± {a[name + "_std"]:.4f}   {per_seed}')
   (tn, fp), (fn, tp) = a['test_confusion_matrix']
   lines.append(f'confusion matrix summed over seeds: ham->ham {tn}, ham->spam {fp}, '
                f'spam->ham {fn}, spam->spam {tp}')

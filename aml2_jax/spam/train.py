@@ -1,8 +1,10 @@
 """The spam classifier's training for one seed: state, jitted step, evaluation, restore.
 
-The held-out split is the test set. The per-epoch `val_*` metrics are that same split, monitored as
-the study's Keras `validation_data`; nothing is chosen on it (no early stopping, no best
-checkpoint): the results are those of the last epoch.
+Three parts (see `input_pipeline`): the per-epoch `val_*` metrics are on the validation part,
+carved from training; the test part is scored once, at the end, by the epoch used. That epoch is
+the last (the study's 10 epochs) unless `config.keep_best_val_epoch`, which uses the epoch of the
+lowest validation loss; the best checkpoint by validation loss is kept either way, so `eval` can
+switch. results.json says which epoch was used.
 """
 
 import dataclasses
@@ -22,18 +24,20 @@ from aml2_jax.datasets.tokenizer import Tokenizer
 from aml2_jax.errors import UserError
 from aml2_jax.plotting.curves import plot_curves
 from aml2_jax.spam import metrics
-from aml2_jax.spam.input_pipeline import SpamSplit, describe, prepare_split, vocab_digest
+from aml2_jax.spam.input_pipeline import (SPLIT_FILE, SpamSplit, describe, prepare_split,
+                                          protocol, split_record, vocab_digest)
 from aml2_jax.spam.models import SpamClassifier, make_model
-from aml2_jax.training import checkpointing, inference, loop
-from aml2_jax.training.metrics_logging import write_json
+from aml2_jax.training import inference, loop, restore
+from aml2_jax.runtime.metrics_logging import write_json
 from aml2_jax.training.param_summary import count_params
 from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
-from aml2_jax.training.workdir import WorkdirLock, write_config
+from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
 TOKENIZER_FILE = 'tokenizer.json'
 THRESHOLD = 0.5  # P(spam) above which a message is labelled spam.
 EVAL_BATCH = 256  # Messages per jitted inference call (one compiled shape).
 CONFIG_FILES = {'simple': 'configs/spam_rnn.py', 'lstm': 'configs/spam_lstm.py'}
+BEST_METRIC = 'val_loss'  # Picks the kept best checkpoint (used with config.keep_best_val_epoch).
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -70,7 +74,7 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Sp
     return loss, jnp.mean((logits > 0) == (labels > 0.5))
 
   (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  metrics_ = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.global_norm(grads)}
+  metrics_ = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.tree.norm(grads)}
   return apply_gradients(state, grads, tx), metrics_
 
 
@@ -110,7 +114,8 @@ def train_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
   """What resuming must also match: the data the run trains on (the vocab alone can coincide)."""
   d = config.data
   data = {'dedup': d.dedup, 'limit': d.limit, 'test_fraction': d.test_fraction,
-          'split_seed': d.split_seed, 'tokenizer_fit': d.tokenizer_fit}
+          'val_fraction': d.val_fraction, 'split_seed': d.split_seed,
+          'tokenizer_fit': d.tokenizer_fit}
   return {**model_meta(config, digest), 'data': data}
 
 
@@ -124,36 +129,55 @@ def train_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.SmsS
     meta = train_meta(config, vocab_digest(split.tokenizer))
     task = dataclasses.replace(build_task(config, split), meta=meta)
     # Refuse before replacing the vocabulary the existing checkpoint needs.
-    resumed_from = checkpointing.refuse_incompatible(run_dir, meta)
-    split.tokenizer.save(run_dir / TOKENIZER_FILE)
+    resumed_from = restore.refuse_incompatible(run_dir, meta)
+    if console.is_main_process():
+      split.tokenizer.save(run_dir / TOKENIZER_FILE)
+    write_json(run_dir / SPLIT_FILE, split_record(corpus, split))
     hooks = loop.EpochHooks(evaluate=functools.partial(epoch_metrics, config, split))
     start = time.perf_counter()
-    state = loop.train_in_workdir(task, config, run_dir, hooks)
+    state = loop.train_in_workdir(task, config, run_dir, hooks, best_metric=BEST_METRIC)
     wall_s = time.perf_counter() - start
     plot_curves(run_dir, ['train_loss', 'val_loss', 'val_accuracy', 'val_f1'])
+    params, step = state.params, int(state.step)
+    if config.keep_best_val_epoch:
+      params, _, _, step = restore_for_eval(config, run_dir, run_dir.parent)
     extra = {'train_wall_s': round(wall_s, 1), 'resumed_from_step': resumed_from or 0}
-    return write_run_results(config, run_dir, state.params, split, extra)
+    return write_run_results(config, run_dir, params, split, step, extra)
+
+
+def steps_per_epoch(config, split: SpamSplit) -> int:
+  return len(split.train_labels) // config.batch_size  # The loop drops the partial batch.
 
 
 def epoch_metrics(config, split: SpamSplit, state: TrainState) -> dict:
-  """The held-out metrics logged after every epoch (scalars only), with a one-line print."""
-  metrics_ = evaluate_split(make_model(config), state.params, split.test_ids, split.test_labels)
+  """The validation metrics logged after every epoch (scalars only), with a one-line print."""
+  metrics_ = evaluate_split(make_model(config), state.params, split.val_ids, split.val_labels)
   metrics_.pop('confusion_matrix')
-  epoch = int(state.step) // (len(split.train_labels) // config.batch_size)
+  epoch = int(state.step) // steps_per_epoch(config, split)
   console.say(f'seed {config.seed} epoch {epoch}: val loss {metrics_["loss"]:.4f}  '
               f'acc {metrics_["accuracy"]:.4f}  precision {metrics_["precision"]:.4f}  '
               f'recall {metrics_["recall"]:.4f}  f1 {metrics_["f1"]:.4f}')
   return {f'val_{k}': v for k, v in metrics_.items()}
 
 
-def write_run_results(config, run_dir: Path, params, split: SpamSplit, extra: dict) -> dict:
-  """Test metrics and the run's facts into `<run_dir>/results.json`; returns them."""
-  metrics_ = evaluate_split(make_model(config), params, split.test_ids, split.test_labels)
+def write_run_results(config, run_dir: Path, params, split: SpamSplit, step: int,
+                      extra: dict) -> dict:
+  """Test metrics of `params` (saved at `step`) and the run's facts into results.json."""
+  model = make_model(config)
+  metrics_ = evaluate_split(model, params, split.test_ids, split.test_labels)
+  val = evaluate_split(model, params, split.val_ids, split.val_labels)
   results = {
       **{f'test_{k}': v for k, v in metrics_.items()},
+      'val_loss': val['loss'], 'val_accuracy': val['accuracy'],
+      'epoch_used': step // steps_per_epoch(config, split), 'epochs_trained': config.num_epochs,
+      'epoch_selection': ('lowest validation loss' if config.keep_best_val_epoch
+                          else 'last epoch'),
       'num_params': count_params(params),
-      'num_train': len(split.train_labels), 'num_test': len(split.test_labels),
+      'num_train': len(split.train_labels), 'num_val': len(split.val_labels),
+      'num_test': len(split.test_labels),
+      'num_held_out_token_twins_dropped': len(split.index['dropped']),
       'seed': config.seed, 'split_seed': config.data.split_seed, 'dedup': config.data.dedup,
+      'split_protocol': protocol(config),
       'tokenizer_fit': config.data.tokenizer_fit, 'vocab_sha256': vocab_digest(split.tokenizer),
       **extra,
   }
@@ -162,7 +186,17 @@ def write_run_results(config, run_dir: Path, params, split: SpamSplit, extra: di
 
 
 def restore_run(config, run_dir: Path, workdir: Path) -> tuple[dict, Tokenizer, dict]:
-  """(params, tokenizer, saved meta) of a trained run, refusing a vocabulary or model mismatch."""
+  """(params, tokenizer, saved meta) of a trained run, refusing a vocabulary or model mismatch.
+
+  The params are the epoch `config.keep_best_val_epoch` selects (see the module docstring).
+  """
+  params, tokenizer, meta, _ = restore_for_eval(config, run_dir, workdir)
+  return params, tokenizer, meta
+
+
+def restore_for_eval(config, run_dir: Path,
+                     workdir: Path) -> tuple[dict, Tokenizer, dict, int]:
+  """`restore_run` and the step the params were saved at."""
   train_command = f'python launch.py --config={CONFIG_FILES[config.model.cell]}'
   if not any(p.name.isdigit() for p in (run_dir / 'checkpoints').glob('*')):
     others = sorted(p.parent.name for p in Path(workdir).glob('seed_*/checkpoints'))
@@ -172,12 +206,13 @@ def restore_run(config, run_dir: Path, workdir: Path) -> tuple[dict, Tokenizer, 
   tokenizer = Tokenizer.load(run_dir / TOKENIZER_FILE)
   digest = vocab_digest(tokenizer)
   meta = model_meta(config, digest)
-  restored = checkpointing.restore_trained(
+  restored = restore.restore_trained(
       run_dir, lambda: create_train_state(config), meta, train_command=train_command,
+      best_metric=BEST_METRIC if config.keep_best_val_epoch else '',
       meta_keys=[k for k in meta if k != 'vocab_sha256'])
   if restored.meta.get('vocab_sha256') != digest:
     trained_with = str(restored.meta.get('vocab_sha256'))[:12]
     raise UserError(f'{run_dir / TOKENIZER_FILE} is not the vocabulary the checkpoint was '
                     f'trained with (SHA-256 {digest[:12]}... vs {trained_with}...); retrain in '
                     f'{workdir} or restore that file.')
-  return restored.state.params, tokenizer, restored.meta
+  return restored.state.params, tokenizer, restored.meta, restored.step

@@ -2,12 +2,14 @@
 
 `configs/textgen_rnn.py` and `configs/textgen_lstm.py` reproduce the study (RMSProp 0.01, learning
 rate x0.2 when the epoch's training loss stops improving, best model kept) and add what it lacked:
-5% of the messages held out, with validation loss and bits per character every epoch, and the
-faster `all_chars` objective as an option (see `aml2_jax.datasets.char_corpus`).
+held-out messages (a validation part that picks the checkpoint, a test part scored once), held-out
+loss and bits per character, count-based baselines on the same windows, and the faster
+`all_chars` objective as an option (see `aml2_jax.datasets.char_corpus`).
 
 Modules: `input_pipeline` (messages, held-out split, windows), `models`, `train` (optimizer,
 plateau schedule, jitted step, validation, restore), `generate` (the sampler and prompts),
-`sample` (the sample mode).
+`sample` (the sample mode), `baselines` (unigram and n-gram bits/char:
+`python -m aml2_jax.textgen.baselines`).
 """
 
 import json
@@ -22,7 +24,7 @@ from aml2_jax.errors import UserError
 from aml2_jax.textgen import input_pipeline, train as train_lib
 from aml2_jax.textgen.sample import sample
 from aml2_jax.training import config as config_lib
-from aml2_jax.training.workdir import WorkdirLock, write_config
+from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
 CONFIGS = ('textgen_rnn', 'textgen_lstm')
 load_data = input_pipeline.load_corpus
@@ -33,15 +35,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   config_lib.check_base(config)
   config_lib.check_choice(config, 'objective', char_corpus.OBJECTIVES)
   config_lib.check_choice(config, 'model.cell', tuple(train_lib.CONFIG_FILES))
-  config_lib.check_positive(config, 'model.units', 'model.unroll', 'optim.learning_rate',
+  config_lib.check_positive(config, 'model.units', 'optim.learning_rate',
                             'optim.eps', 'optim.plateau_patience', 'data.window',
                             'eval.batch_size', 'eval.stride')
   config_lib.check_fraction(config, 'model.dropout')
   config_lib.check_fraction(config, 'optim.rho')
   config_lib.check_fraction(config, 'optim.plateau_factor', allow_zero=False)
   config_lib.check_fraction(config, 'data.val_fraction', allow_zero=False)
-  config_lib.check_non_negative(config, 'data.max_windows', 'data.limit_messages', 'sample.length',
-                                'sample.temperature', 'optim.plateau_atol', 'optim.plateau_rtol')
+  config_lib.check_fraction(config, 'data.test_fraction', allow_zero=False)
+  if config.data.val_fraction + config.data.test_fraction >= 1:
+    raise UserError(f'config.data.val_fraction + config.data.test_fraction is '
+                    f'{config.data.val_fraction + config.data.test_fraction}: it must be < 1 to '
+                    'leave training messages; lower them.')
+  config_lib.check_non_negative(config, 'model.unroll', 'data.max_windows', 'data.limit_messages',
+                                'sample.length', 'sample.temperature', 'optim.plateau_atol',
+                                'optim.plateau_rtol')
 
 
 def param_trees(config: ml_collections.ConfigDict) -> dict:
@@ -59,7 +67,7 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
-  """Validation loss and bits/char of the best checkpoint, merged into results.json."""
+  """Validation and test loss and bits/char of the best checkpoint, merged into results.json."""
   corpus = input_pipeline.load_corpus(config)
   vocab = Vocabulary.load(workdir / char_corpus.VOCAB_FILE)
   if vocab != corpus.vocab:
@@ -69,7 +77,7 @@ def evaluate(config, workdir: Path, options=None) -> dict:
   path = workdir / 'results.json'
   previous = json.loads(path.read_text()) if path.exists() else {}
   with WorkdirLock(workdir):
-    return train_lib.write_results(config, workdir, params, corpus.val_ids, previous)
+    return train_lib.write_results(config, workdir, params, corpus, previous)
 
 
 MODES = {'train': train_and_evaluate, 'eval': evaluate, 'sample': sample}

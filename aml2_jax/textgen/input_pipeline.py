@@ -1,24 +1,38 @@
-"""The text generator's data: the SMS messages as characters, held-out messages, and windows."""
+"""The text generator's data: the SMS messages as characters, held-out messages, and windows.
+
+Two held-out parts of whole messages (`char_corpus.split_messages`): validation
+(`config.data.val_fraction` of the distinct normalised messages; it picks the checkpoint) and
+test (`config.data.test_fraction`; scored once, at the end).
+"""
 
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 
+from aml2_jax import console
 from aml2_jax.datasets import char_corpus, sms
 from aml2_jax.datasets.char_corpus import CharCorpus, Vocabulary
 from aml2_jax.errors import UserError
 
 
-def load_corpus(config: ml_collections.ConfigDict) -> CharCorpus:
-  """The SMS corpus, encoded and split into training and held-out messages."""
+def load_messages(config: ml_collections.ConfigDict) -> list[str]:
+  """The SMS messages a run uses: all, or the first `config.data.limit_messages`."""
   messages = sms.load_sms_spam(config.data.dir).texts
   if config.data.limit_messages:  # Smoke runs use a prefix.
     messages = messages[:config.data.limit_messages]
-  corpus = char_corpus.build_corpus(messages, config.data.val_fraction, config.data.split_seed)
-  if len(corpus.val_ids) <= config.data.window:
-    raise UserError(f'the held-out text has {len(corpus.val_ids)} characters, not more than '
-                    f'config.data.window={config.data.window}; raise config.data.val_fraction.')
+  return messages
+
+
+def load_corpus(config: ml_collections.ConfigDict) -> CharCorpus:
+  """The SMS corpus, encoded and split into training, validation and test messages."""
+  d = config.data
+  corpus = char_corpus.build_corpus(load_messages(config), d.val_fraction, d.test_fraction,
+                                    seed=d.split_seed)
+  for part, ids in (('val', corpus.val_ids), ('test', corpus.test_ids)):
+    if len(ids) <= d.window:
+      raise UserError(f'the {part} text has {len(ids)} characters, not more than '
+                      f'config.data.window={d.window}; raise config.data.{part}_fraction.')
   return corpus
 
 
@@ -28,10 +42,10 @@ def train_starts(config: ml_collections.ConfigDict, corpus: CharCorpus) -> np.nd
   return char_corpus.subsample(starts, config.data.max_windows, config.seed)
 
 
-def val_starts(config: ml_collections.ConfigDict, val_ids: np.ndarray,
-               stride: int) -> np.ndarray:
-  """Every `stride`-th next-char window of the held-out text."""
-  starts = char_corpus.window_starts(len(val_ids), config.data.window, 'next_char')
+def held_out_starts(config: ml_collections.ConfigDict, ids: np.ndarray,
+                    stride: int) -> np.ndarray:
+  """Every `stride`-th next-char window of a held-out text (validation or test)."""
+  starts = char_corpus.window_starts(len(ids), config.data.window, 'next_char')
   return starts[::stride]
 
 
@@ -41,4 +55,5 @@ def save_vocabulary(workdir: Path, vocab: Vocabulary) -> None:
   if path.exists() and Vocabulary.load(path) != vocab:
     raise UserError(f'{path} holds a different vocabulary than this data gives ({vocab.size} '
                     f'characters); use another --workdir, or the data that made it.')
-  vocab.save(path)
+  if console.is_main_process():
+    vocab.save(path)

@@ -13,11 +13,11 @@ way, so a model trained under one objective can be evaluated or sampled as the o
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from aml2_jax.layers import recurrent
 from aml2_jax.layers.recurrent import Recurrent
+from aml2_jax.training import config as config_lib
 
 
 class CharModel(nn.Module):
@@ -61,4 +61,5 @@ def make_model(config: ml_collections.ConfigDict, vocab_size: int) -> CharModel:
   """The model of `config.model` and `config.objective` for `vocab_size` characters."""
   m = config.model
   return CharModel(vocab_size=vocab_size, units=m.units, cell=m.cell, dropout=m.dropout,
-                   all_steps=config.objective == 'all_chars', unroll=m.unroll)
+                   all_steps=config.objective == 'all_chars',
+                   unroll=config_lib.per_backend(config, 'unroll', m.unroll))

@@ -2,8 +2,9 @@
 
 `configs/textgen_rnn.py` and `configs/textgen_lstm.py` reproduce the study (RMSProp 0.01, learning
 rate x0.2 when the epoch's training loss stops improving, best model kept) and add what it lacked:
-5% of the messages held out, with validation loss and bits per character every epoch, and the
-faster `all_chars` objective as an option (see `aml2_jax.datasets.char_corpus`).
+held-out messages (5% for validation, a disjoint 5% for test), validation loss and bits per
+character every epoch, and the faster `all_chars` objective as an option (see
+`aml2_jax.datasets.char_corpus`).
 
 Optimizer. Keras' RMSprop divides by sqrt(velocity + epsilon), epsilon inside the root, with rho 0.9
 and epsilon 1e-7; `optax.rmsprop` places eps the same way by default (`eps_in_sqrt=True`) but
@@ -14,18 +15,19 @@ needs the loss) and updated on the host once per epoch, after the epoch, with it
 loss (`end_epoch`); its `scale` lives in `TrainState.schedule` and multiplies every update of the
 next epoch, as Keras' ReduceLROnPlateau sets the next epoch's learning rate.
 
-Evaluation. Validation loss is the study's quantity on the held-out text for both objectives: the
-cross-entropy of the character after each 100-character window, in nats; bits per character is
-that over ln 2. Every epoch it is estimated on every `config.eval.stride`-th window (a forward
-pass of the window each), and the best checkpoint is the one with the lowest; the best
-checkpoint's figures in results.json use every window.
+Evaluation. Held-out loss is the study's quantity for both objectives: the cross-entropy of the
+character after each 100-character window, in nats; bits per character is that over ln 2. Every
+epoch it is estimated on every `config.eval.stride`-th window of the validation text (a forward
+pass of the window each), and the best checkpoint is the one with the lowest. results.json gives
+that checkpoint's `val_*` on every validation window and its `test_*` on every window of the test
+text, which nothing was chosen on. `aml2_jax.textgen.baselines` scores count-based models on the
+same windows.
 
 Sampling (`--mode=sample`): see `generate.prompt_context` for how prompts are read, and
 `generate.CharSampler` for how the model is run.
 """
 
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -41,10 +43,12 @@ from aml2_jax.datasets import char_corpus
 from aml2_jax.datasets.char_corpus import CharCorpus, Vocabulary
 from aml2_jax.plotting.curves import plot_curves
 from aml2_jax.textgen import generate
-from aml2_jax.textgen.input_pipeline import load_corpus, save_vocabulary, train_starts, val_starts
+from aml2_jax.textgen.input_pipeline import (held_out_starts, load_corpus, save_vocabulary,
+                                             train_starts)
 from aml2_jax.textgen.models import CharModel, make_model
-from aml2_jax.training import checkpointing, inference, loop
-from aml2_jax.training.metrics_logging import MetricLogger, write_json
+from aml2_jax.training import inference, loop, restore
+from aml2_jax.runtime import storage
+from aml2_jax.runtime.metrics_logging import MetricLogger, read_jsonl, write_json
 from aml2_jax.training.param_summary import count_params
 from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
 
@@ -104,7 +108,7 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Ch
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   scale = state.schedule.scale
-  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), 'lr': learning_rate * scale}
+  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), 'lr': learning_rate * scale}
   return apply_gradients(state, grads, tx, scale), metrics
 
 
@@ -124,13 +128,13 @@ def window_nll_fn(model: CharModel, window: int, batch_size: int):
   return lambda params, text, starts: batched((params, text), starts)
 
 
-def validate(config: ml_collections.ConfigDict, model: CharModel, params, val_ids: np.ndarray,
-             stride: int = 1) -> dict[str, float]:
-  """{'val_loss', 'val_bpc'} on every `stride`-th held-out window."""
+def validate(config: ml_collections.ConfigDict, model: CharModel, params, ids: np.ndarray,
+             stride: int = 1, part: str = 'val') -> dict[str, float]:
+  """{'<part>_loss', '<part>_bpc'} on every `stride`-th window of a held-out text."""
   nll = window_nll_fn(model, config.data.window, config.eval.batch_size)
-  (losses,) = nll(params, jnp.asarray(val_ids), val_starts(config, val_ids, stride))
+  (losses,) = nll(params, jnp.asarray(ids), held_out_starts(config, ids, stride))
   loss = float(np.mean(losses))
-  return {'val_loss': loss, 'val_bpc': loss / math.log(2)}
+  return {f'{part}_loss': loss, f'{part}_bpc': loss / math.log(2)}
 
 
 def end_epoch(state: TrainState, train_metrics: dict, *, update_plateau) -> TrainState:
@@ -152,8 +156,9 @@ def model_meta(config: ml_collections.ConfigDict, vocab: Vocabulary) -> dict:
   model = {k: v for k, v in config.model.to_dict().items() if k != 'unroll'}  # unroll: speed only.
   return {'experiment': 'textgen', 'objective': config.objective, 'model': model,
           'window': config.data.window, 'vocab_sha256': vocab.digest(),
-          'split': {'val_fraction': config.data.val_fraction, 'seed': config.data.split_seed,
-                    'limit_messages': config.data.limit_messages},
+          'split': {'val_fraction': config.data.val_fraction,
+                    'test_fraction': config.data.test_fraction, 'seed': config.data.split_seed,
+                    'limit_messages': config.data.limit_messages, 'by': 'normalised text'},
           'max_windows': config.data.max_windows}
 
 
@@ -199,8 +204,10 @@ def report_epoch(config, workdir: Path, model: CharModel, vocab: Vocabulary, sta
                                         config.sample.temperature, seed=config.seed + i)
     lines.append(f'{kept}|{text}')
   header = f'epoch {epoch + 1}, temperature {config.sample.temperature} ("|" ends the prompt):'
-  with open(workdir / 'samples.txt', 'a', encoding='utf-8') as f:
-    f.write('\n'.join([header] + lines) + '\n\n')
+  if console.is_main_process():
+    with storage.writing(workdir / 'samples.txt', '--workdir'), \
+         open(workdir / 'samples.txt', 'a', encoding='utf-8') as f:
+      f.write('\n'.join([header] + lines) + '\n\n')
   logger.text(int(state.step), 'samples', '\n\n'.join(f'    {line}' for line in lines))
   console.say('\n'.join([header] + [f'  {line}' for line in lines]))
 
@@ -210,6 +217,7 @@ def train(config: ml_collections.ConfigDict, workdir: Path) -> dict:
   corpus = load_corpus(config)
   save_vocabulary(workdir, corpus.vocab)
   task = build_task(config, corpus)
+  resumed_from = restore.refuse_incompatible(workdir, task.meta) or 0  # 0: a fresh run.
   start = time.time()
   state = loop.train_in_workdir(task, config, workdir, epoch_hooks(config, workdir, corpus),
                                 BEST_METRIC, 'min')
@@ -218,16 +226,15 @@ def train(config: ml_collections.ConfigDict, workdir: Path) -> dict:
   params, best_step = restore_best(config, workdir, corpus.vocab)
   extra = {'wall_s': round(time.time() - start, 1), 'epochs': int(state.step) // steps_per_epoch,
            'best_epoch': best_step // steps_per_epoch, 'steps_per_epoch': steps_per_epoch,
-           'train_windows': task.num_examples,
+           'train_windows': task.num_examples, 'resumed_from_step': resumed_from,
            'train_loss': _logged(workdir, best_step, 'train_loss')}
-  return write_results(config, workdir, params, corpus.val_ids, extra)
+  return write_results(config, workdir, params, corpus, extra)
 
 
 def _logged(workdir: Path, step: int, name: str) -> float | None:
   """The value of `name` logged at `step` in metrics.jsonl (the latest such line)."""
   value = None
-  for line in (workdir / 'metrics.jsonl').read_text(encoding='utf-8').splitlines():
-    record = json.loads(line)
+  for record in read_jsonl(workdir / 'metrics.jsonl'):  # Without a torn last line.
     if record.get('step') == step and name in record:
       value = record[name]
   return value
@@ -235,21 +242,25 @@ def _logged(workdir: Path, step: int, name: str) -> float | None:
 
 def restore_best(config, workdir: Path, vocab: Vocabulary, meta_keys=None) -> tuple[dict, int]:
   """(params, step) of the checkpoint with the lowest validation loss (else the latest)."""
-  restored = checkpointing.restore_trained(
+  restored = restore.restore_trained(
       workdir, lambda: create_train_state(config, vocab.size), model_meta(config, vocab),
       train_command=f'python launch.py --config={CONFIG_FILES[config.model.cell]}',
       best_metric=BEST_METRIC, meta_keys=meta_keys)
   return restored.state.params, restored.step
 
 
-def write_results(config, workdir: Path, params, val_ids: np.ndarray, extra: dict) -> dict:
-  """Validation figures of `params` on every held-out window, merged with `extra`."""
+def write_results(config, workdir: Path, params, corpus: CharCorpus, extra: dict) -> dict:
+  """Validation and test figures of `params` on every window of each, merged with `extra`."""
   model = make_model(config, int(params['dense']['bias'].shape[0]))
-  results = {**extra, **validate(config, model, params, val_ids),
+  results = {**extra, **validate(config, model, params, corpus.val_ids),
+             **validate(config, model, params, corpus.test_ids, part='test'),
+             'val_windows': len(held_out_starts(config, corpus.val_ids, 1)),
+             'test_windows': len(held_out_starts(config, corpus.test_ids, 1)),
+             'checkpoint_chosen_on': 'val_loss (every config.eval.stride-th validation window)',
              'objective': config.objective, 'cell': config.model.cell,
              'num_params': count_params(params)}
   write_json(workdir / 'results.json', results)
   console.say(f'textgen {config.model.cell} ({config.objective}): validation '
-              f'{results["val_bpc"]:.4f} bits/char, loss {results["val_loss"]:.4f} nats; '
-              f'{results["num_params"]:,} params')
+              f'{results["val_bpc"]:.4f} bits/char, test {results["test_bpc"]:.4f} bits/char '
+              f'(loss {results["test_loss"]:.4f} nats); {results["num_params"]:,} params')
   return results

@@ -21,9 +21,10 @@ import numpy as np
 
 from aml2_jax import console
 from aml2_jax.errors import UserError
-from aml2_jax.training import sharding
-from aml2_jax.training.checkpointing import Checkpointer, check_compatible
-from aml2_jax.training.metrics_logging import MetricLogger, progress_bar
+from aml2_jax.training import config as config_lib
+from aml2_jax.runtime import sharding
+from aml2_jax.training.checkpointing import Checkpointer
+from aml2_jax.runtime.metrics_logging import MetricLogger, progress_bar
 
 Metrics = dict[str, jax.Array]
 
@@ -90,7 +91,7 @@ def make_train_chunk(train_step: Callable, compiler_options: dict | None = None)
       return (state, sums), metrics
     if batch_idx.shape[0] == 1:
       # No loop for one step: XLA:CPU runs convolutions inside a while loop without its fast
-      # conv kernels (an order of magnitude slower), so such models use steps_per_call=1.
+      # conv kernels (an order of magnitude slower), so the CNN takes one step per call on CPU.
       (state, sums), metrics = body((state, sums), batch_idx[0])
       return state, sums, metrics
     (state, sums), metrics = jax.lax.scan(body, (state, sums), batch_idx)
@@ -157,6 +158,7 @@ class Trainer:
     if self.steps_per_epoch == 0:
       raise UserError(f'config.batch_size={config.batch_size} is larger than the '
                       f'{task.num_examples} training examples; lower it.')
+    self.steps_per_call = config_lib.per_backend(config, 'steps_per_call', config.steps_per_call)
     self.data = sharding.replicate(task.data, self.mesh)
     self.train_chunk = make_train_chunk(task.train_step, task.compiler_options)
     self.stop = StopSignal()
@@ -179,14 +181,16 @@ class Trainer:
     return state
 
   def _resume(self, state: Any, sums: Metrics) -> tuple[Any, Metrics]:
-    """The latest checkpoint's state and sums if there is one (and it matches the task's meta)."""
-    latest = self.ckpt.latest_step()
-    if latest is None:
+    """The newest intact checkpoint's state and sums if there is one (and it matches the task's
+    meta); damaged newer ones are moved aside (see `Checkpointer.resume`)."""
+    found = self.ckpt.resume({'state': state, 'sums': sums}, self.task.meta, self.mesh)
+    if found is None:
       return state, sums
-    check_compatible(self.ckpt.read_meta(latest), self.task.meta, self.ckpt.directory.parent)
-    restored = self.ckpt.restore(latest, {'state': state, 'sums': sums}, self.mesh)
+    latest, restored = found
     epoch = latest // self.steps_per_epoch
-    console.say(f'resuming from step {latest} (epoch {epoch + 1} of {self.config.num_epochs}), '
+    where = (f'epoch {epoch + 1} of {self.config.num_epochs}' if epoch < self.config.num_epochs
+             else f'all {self.config.num_epochs} epochs done')
+    console.say(f'resuming from step {latest} ({where}), '
                 f'checkpoint {self.ckpt.directory / str(latest)}')
     return restored['state'], restored['sums']
 
@@ -199,7 +203,7 @@ class Trainer:
                        initial=position)
     pending = None  # The previous chunk's last metrics: blocking on them keeps one chunk in flight.
     while position < self.steps_per_epoch:
-      n = min(config.steps_per_call, self.steps_per_epoch - position)
+      n = min(self.steps_per_call, self.steps_per_epoch - position)
       batch_idx = sharding.shard_batch_axis(order[position:position + n], self.mesh, axis=1)
       state, sums, last = self.train_chunk(state, sums, self.data, batch_idx)
       if pending is not None:

@@ -1,6 +1,7 @@
 """The run directory: creation, the one-live-run lock, and the resolved config file."""
 
 import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -61,5 +62,35 @@ class WorkdirLock:
 
 
 def write_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
-  """Writes the resolved config (after command-line overrides) for the record."""
-  (Path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
+  """Writes the resolved config (after command-line overrides) for the record, atomically, with
+  the devices the run trains on under the key 'devices'."""
+  from aml2_jax.runtime import storage  # pylint: disable=g-import-not-at-top
+  from aml2_jax.runtime import sharding
+  record = {**json.loads(config.to_json_best_effort()),
+            'devices': sharding.device_record(sharding.data_mesh(config.num_devices))}
+  storage.atomic_write_text(Path(workdir) / 'config.json', json.dumps(record, indent=2) + '\n',
+                            '--workdir')
+
+
+# Modes that only read the workdir (they write nowhere, or where --out says).
+READ_ONLY_MODES = ('sample', 'predict', 'summary')
+
+
+def prepare_workdir_for_mode(path: str, mode: str) -> Path:
+  """The workdir of a run in `mode`, absolute; created and checked writable unless `mode` only
+  reads it, so that `sample` and `predict` work on a trained workdir on a read-only disk.
+
+  `eval` rewrites results in the workdir: on a read-only one it is refused with the way out.
+  """
+  workdir = Path(path).expanduser().absolute()
+  if mode in READ_ONLY_MODES:
+    return workdir
+  try:
+    return prepare_workdir(path)
+  except UserError as e:
+    if mode == 'eval' and workdir.is_dir() and isinstance(e.__cause__, OSError):
+      raise UserError(f'cannot write to workdir {workdir} ({e.__cause__.strerror}): --mode=eval '
+                      'writes results there; copy it to a writable disk and pass that as '
+                      '--workdir, or use --mode=sample / --mode=predict, which only read it.'
+                      ) from e
+    raise

@@ -5,7 +5,7 @@ axis, so the batch gathered inside the jitted step is sharded and XLA inserts th
 all-reduce. On one device this is the same code path with a mesh of one. The models here are
 small, so a run takes one device unless `config.num_devices` asks for more (0 = every device of
 every process). Multi-process runs call `jax.distributed.initialize()` first (see
-`aml2_jax.training.distributed`); every process then runs the same program on its own devices.
+`aml2_jax.runtime.distributed`); every process then runs the same program on its own devices.
 """
 
 from typing import Any

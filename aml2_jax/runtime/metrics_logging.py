@@ -1,0 +1,128 @@
+"""Where metrics go: TensorBoard event files (tensorboardX, no TensorFlow needed) and metrics.jsonl.
+
+One `MetricLogger` per run, in its workdir. Every scalar write also appends one JSON line
+`{"step": ..., "epoch": ..., name: value, ...}` so that results can be read without TensorBoard.
+
+Faults. Events are written from the calling thread (not tensorboardX's background writer, whose
+write errors would only print a traceback and then block the queue), so a full or read-only disk
+raises here, as a `storage.StorageError`. A line of metrics.jsonl cut short (a kill or a full disk
+in the middle of a write) is dropped when the next run opens the file (`storage.repair_jsonl`).
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import tqdm
+
+from aml2_jax import console
+from aml2_jax.runtime import faults, storage
+
+
+def _import_tensorboardx():
+  """tensorboardX's summary builders and its synchronous event writer, without the torch import
+  its package makes when torch is installed (1-2 s of every start; only torch tensors need it)."""
+  blocked = 'torch' not in sys.modules
+  if blocked:
+    sys.modules['torch'] = None  # `import torch` raises ImportError: tensorboardX goes without.
+  try:
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    from tensorboardX.event_file_writer import EventsWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  finally:
+    if blocked:
+      del sys.modules['torch']  # Whoever needs torch later imports it as usual.
+  return summary, EventsWriter, event_pb2
+
+
+tb_summary, EventsWriter, event_pb2 = _import_tensorboardx()
+
+read_jsonl = storage.read_jsonl  # The records of metrics.jsonl, without a torn last line.
+
+
+class MetricLogger:
+  """Writes scalars, images and text for one run (TensorBoard + `metrics.jsonl`).
+
+  Only process 0 of a multi-process run writes; on the others every method does nothing.
+  """
+
+  def __init__(self, workdir: Path):
+    self.workdir = Path(workdir)
+    self.path = self.workdir / 'metrics.jsonl'
+    self.events_dir = self.workdir / 'tensorboard'
+    self.jsonl = self.events = None
+    self.enabled = console.is_main_process()
+    if not self.enabled:
+      return
+    with storage.writing(self.path, '--workdir'):
+      dropped = storage.repair_jsonl(self.path)
+      if dropped:
+        console.warn(f'note: dropped the torn last line of {self.path} ({dropped} bytes, a write '
+                     'cut short); its epoch is logged again when it reruns.')
+      self.jsonl = open(self.path, 'a', encoding='utf-8')
+    try:
+      with storage.writing(self.events_dir, '--workdir'):
+        self.events_dir.mkdir(parents=True, exist_ok=True)
+        # Synchronous: a full disk raises here, where tensorboardX's background writer would only
+        # print a traceback and then block.
+        self.events = EventsWriter(str(self.events_dir / 'events'), f'.{os.getpid()}')
+    except storage.StorageError:
+      self.close()
+      raise
+
+  def _add_event(self, step: int, summary) -> None:
+    with storage.writing(self.events_dir, '--workdir'):
+      self.events.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                              summary=summary))
+      self.events.flush()
+
+  def scalars(self, step: int, values: Mapping[str, float], **context) -> None:
+    """Logs `values` at `step`; `context` (e.g. epoch=3) goes only into the JSON line."""
+    if not self.enabled:
+      return
+    values = {k: float(v) for k, v in values.items()}
+    line = json.dumps({'step': int(step), **context, **values}) + '\n'
+    for name, value in values.items():
+      self._add_event(step, tb_summary.scalar(name, value))
+    with storage.writing(self.path, '--workdir'):
+      if faults.crash_armed(f'write:{self.path}'):  # Tests: a kill in the middle of the line.
+        self.jsonl.write(line[:len(line) // 2])
+        self.jsonl.flush()
+        faults.crash_point(f'write:{self.path}')
+      self.jsonl.write(line)
+      self.jsonl.flush()
+
+  def image(self, step: int, name: str, image: np.ndarray) -> None:
+    """Logs a grey uint8 image [height, width]."""
+    if self.enabled:
+      self._add_event(step, tb_summary.image(name, image[None], dataformats='CHW'))
+
+  def text(self, step: int, name: str, text: str) -> None:
+    if self.enabled:
+      self._add_event(step, tb_summary.text(name, text))
+
+  def close(self) -> None:
+    """Closes both files; a write error here is ignored (the run has failed already, or the
+    data was flushed after every write)."""
+    for closing in (self.events, self.jsonl):
+      try:
+        if closing is not None:
+          closing.close()
+      except OSError:
+        pass
+
+
+def progress_bar(total: int, desc: str, initial: int = 0, unit: str = 'step') -> tqdm.tqdm:
+  """A progress bar with rate and ETA on stderr (process 0 only)."""
+  return tqdm.tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                   leave=True, mininterval=1.0, disable=not console.is_main_process())
+
+
+def write_json(path: Path, record: Mapping) -> None:
+  """Writes a JSON record atomically (temp file, fsync, rename), so a crash never leaves half a
+  file; a disk fault is a `storage.StorageError`. Process 0 alone writes."""
+  storage.atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + '\n', '--workdir')

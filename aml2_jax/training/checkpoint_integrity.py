@@ -1,0 +1,124 @@
+"""Whether a checkpoint step can be trusted: its manifest, and telling damage from a mismatch.
+
+Once a save has completed, `MANIFEST` is written into its step directory: the size and SHA-256 of
+every file. `verify_step` checks a step against it (a step without one gets a structural check of
+orbax's JSON files instead); `read_failure` tells, from an exception raised while restoring,
+whether files could not be read (damage) rather than did not fit the template (a config
+mismatch).
+"""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from aml2_jax.errors import UserError
+
+MANIFEST = 'aml2_manifest.json'  # In each complete step directory: {path: {bytes, sha256}}.
+DAMAGED_SUFFIX = '.damaged'  # A damaged step moved aside: `<step>.damaged` (not a step to orbax).
+
+# What tensorstore, orbax and json say when a step's files cannot be read (not a shape mismatch).
+_READ_FAILURES = ('DATA_LOSS', 'OUT_OF_RANGE', 'NOT_FOUND', 'Data corruption', 'Error reading',
+                  'Error opening', 'was not found in the checkpoint', 'No such file',
+                  'Expecting value', 'Expecting property name', 'Unterminated string',
+                  'Invalid control character', 'Extra data', 'Unexpected end')
+
+
+class DamagedCheckpoint(UserError):
+  """A step's files cannot be trusted: corrupted, truncated, missing or unreadable."""
+
+  def __init__(self, directory: Path, step: int, reason: str, fix: str = ''):
+    self.directory, self.step, self.reason = Path(directory), step, reason
+    super().__init__(f'checkpoint step {step} in {directory} is damaged ({reason})'
+                     + (f'; {fix}' if fix else ''))
+
+
+def file_digests(step_dir: Path) -> dict[str, dict]:
+  """{relative path: {'bytes', 'sha256'}} of every file of a step but the manifest."""
+  return {str(p.relative_to(step_dir)): {'bytes': p.stat().st_size, 'sha256': sha256(p)}
+          for p in sorted(step_dir.rglob('*')) if p.is_file() and p.name != MANIFEST}
+
+
+def verify_step(step_dir: Path) -> str | None:
+  """Why the files of a step directory cannot be trusted, or None when they are intact."""
+  manifest = step_dir / MANIFEST
+  if not manifest.exists():
+    return structure_problem(step_dir)
+  try:
+    files = json.loads(manifest.read_text(encoding='utf-8'))['files']
+    expected = {name: (int(f['bytes']), str(f['sha256'])) for name, f in files.items()}
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    return f'its manifest {MANIFEST} is unreadable: {first_line(e)}'
+  for name, (size, digest) in sorted(expected.items()):
+    path = step_dir / name
+    if not path.is_file():
+      return f'{name} is missing'
+    try:
+      actual = path.stat().st_size
+      if actual != size:
+        return (f'{name} is truncated: {actual} of {size} bytes' if actual < size else
+                f'{name} has {actual} bytes, {size} were saved')
+      if sha256(path) != digest:
+        return f'{name} is corrupted: its SHA-256 differs from the one saved'
+    except OSError as e:
+      return f'{name} cannot be read: {e.strerror}'
+  return None
+
+
+def structure_problem(step_dir: Path) -> str | None:
+  """For a step without a manifest: whether orbax's JSON files are there and parse."""
+  required = [step_dir / '_CHECKPOINT_METADATA']
+  for item in sorted(p for p in step_dir.iterdir() if p.is_dir()):
+    if (item / 'manifest.ocdbt').exists() or (item / '_METADATA').exists():
+      required.append(item / '_METADATA')  # A pytree item.
+    elif (item / 'metadata').exists() or item.name == 'meta':
+      required.append(item / 'metadata')  # A JSON item.
+  for path in required:
+    name = path.relative_to(step_dir)
+    try:
+      json.loads(path.read_bytes())
+    except FileNotFoundError:
+      return f'{name} is missing'
+    except OSError as e:
+      return f'{name} cannot be read: {e.strerror}'
+    except ValueError as e:
+      return f'{name} is not valid JSON: {first_line(e)}'
+  return None
+
+
+def read_failure(error: BaseException) -> BaseException | None:
+  """The error in `error`'s chain saying that files could not be read (rather than that they
+  do not fit the template), or None. Orbax wraps tensorstore's in a bare `Exception`."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, (OSError, json.JSONDecodeError)):
+      return error
+    if any(s in str(error) for s in _READ_FAILURES):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def reason(error: BaseException, step_dir: Path) -> str:
+  """The telling end of a long tensorstore error ('...: ZSTD_decompressStream() failed: Data
+  corruption detected'), without its spec dumps, paths relative to the step directory."""
+  text = re.split(r"\s\[\w+(?:\[\d+\])?=", first_line(error, 100_000))[0]
+  text = re.sub(r'; at (uncompressed )?byte \d+', '', text)
+  text = text.replace(f'{step_dir}/', '')
+  parts = [p for p in text.split(': ') if p]
+  return first_line(': '.join(parts[-2:]) if len(parts) > 2 else text, 300)
+
+
+def first_line(error: Any, limit: int = 200) -> str:
+  lines = str(error).strip().splitlines() or [type(error).__name__]
+  return lines[0][:limit]
+
+
+def sha256(path: Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()

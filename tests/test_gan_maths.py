@@ -1,0 +1,215 @@
+"""The cGAN's maths pinned to independent computations: FID, D's and G's losses, the moving average.
+
+Each test is written to fail under a specific wrong formula (listed in its docstring), which the
+equal-covariance and "loss goes down" checks elsewhere let through.
+"""
+
+import functools
+import math
+import warnings
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from aml2_jax.cgan import metrics as gan_metrics, train as cgan_train
+from aml2_jax.cgan.models import IMAGE_PIXELS
+
+
+def _softplus(x: float) -> float:
+  return math.log1p(math.exp(x))
+
+
+def _sigmoid(x: float) -> float:
+  return 1 / (1 + math.exp(-x))
+
+
+# ---------------------------------------------------------------- FID
+
+
+def _features_with_moments(mean: np.ndarray, cov: np.ndarray, num: int, seed: int) -> np.ndarray:
+  """[num, dim] features whose sample mean and sample covariance (ddof=1) are exactly given."""
+  x = np.random.default_rng(seed).normal(size=(num, len(mean)))
+  x -= x.mean(0)
+  whiten = np.linalg.inv(np.linalg.cholesky(np.cov(x, rowvar=False)))
+  return x @ whiten.T @ np.linalg.cholesky(cov).T + mean
+
+
+def _fid_by_eigenvalues(mu_a, cov_a, mu_b, cov_b) -> float:
+  """FID with Tr (S_a S_b)^1/2 as the sum of root eigenvalues of symmetric S_a^1/2 S_b S_a^1/2."""
+  values, vectors = np.linalg.eigh(cov_a)
+  root_a = vectors @ np.diag(np.sqrt(np.clip(values, 0, None))) @ vectors.T
+  middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+               - 2 * np.sum(np.sqrt(np.clip(middle, 0, None))))
+
+
+def test_frechet_distance_zero_for_identical_sets_and_grows_with_shift():
+  features = np.random.default_rng(0).normal(size=(2000, 8))
+  assert abs(gan_metrics.frechet_distance(features, features)) < 1e-6
+  shifts = [gan_metrics.frechet_distance(features, features + s) for s in (0.5, 1.0, 2.0)]
+  assert shifts == sorted(shifts) and shifts[0] > 0.2
+  assert shifts[1] == pytest.approx(8 * 1.0, rel=1e-6)  # |mu shift|^2 = 8 dims x 1^2.
+
+
+def test_fid_of_unequal_diagonal_covariances_has_the_closed_form():
+  """Catches a FID without its trace / matrix-root term (equal covariances cannot)."""
+  a, b = np.array([4.0, 1.0, 0.25, 9.0]), np.array([1.0, 4.0, 1.0, 1.0])
+  mu_a, mu_b = np.array([0.0, 1.0, 0.0, -1.0]), np.array([1.0, 1.0, 2.0, 0.0])
+  # |mu_a - mu_b|^2 = 1 + 0 + 4 + 1 = 6; sum (sqrt a - sqrt b)^2 = 1 + 1 + 0.25 + 4 = 6.25.
+  expected = 12.25
+  assert gan_metrics.frechet_distance_of_moments(mu_a, np.diag(a), mu_b, np.diag(b)) == (
+      pytest.approx(expected, rel=1e-9))
+  features_a = _features_with_moments(mu_a, np.diag(a), 500, seed=0)
+  features_b = _features_with_moments(mu_b, np.diag(b), 700, seed=1)
+  assert gan_metrics.frechet_distance(features_a, features_b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_of_rotated_covariances_matches_the_eigenvalue_form():
+  """Catches a wrong matrix product under the root (e.g. S_a S_a) or a missing factor 2."""
+  rng = np.random.default_rng(3)
+  dim = 6
+  mats = [rng.normal(size=(dim, dim)) for _ in range(2)]
+  cov_a, cov_b = (m @ m.T / dim + 0.1 * np.eye(dim) for m in mats)
+  mu_a, mu_b = rng.normal(size=dim), rng.normal(size=dim)
+  expected = _fid_by_eigenvalues(mu_a, cov_a, mu_b, cov_b)
+  assert expected > 1.0  # Not a degenerate case.
+  assert gan_metrics.frechet_distance_of_moments(mu_a, cov_a, mu_b, cov_b) == pytest.approx(
+      expected, rel=1e-8)
+  features_a = _features_with_moments(mu_a, cov_a, 400, seed=4)
+  features_b = _features_with_moments(mu_b, cov_b, 400, seed=5)
+  assert gan_metrics.frechet_distance(features_a, features_b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_refuses_a_matrix_root_with_an_imaginary_part():
+  """Catches a FID that silently keeps the real part of a complex root."""
+  # diag(-1, 1) is no covariance: the root of the product is diag(i, 1).
+  not_a_covariance = np.diag([-1.0, 1.0])
+  with pytest.raises(ValueError, match='imaginary part of 1 on its diagonal'):
+    gan_metrics.frechet_distance_of_moments(np.zeros(2), not_a_covariance, np.zeros(2), np.eye(2))
+
+
+def test_fid_handles_a_singular_product_without_warnings():
+  """Dead features (a constant column) make the product singular: finite, and no warning."""
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(size=(300, 5)), rng.normal(size=(300, 5)) * 2
+  a[:, 2] = b[:, 2] = 0.0
+  with np.errstate(all='raise'), warnings.catch_warnings():
+    warnings.simplefilter('error')
+    fid = gan_metrics.frechet_distance(a, b)
+  expected = _fid_by_eigenvalues(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
+                                 np.cov(b, rowvar=False))
+  assert np.isfinite(fid) and fid == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------- losses, by hand
+
+
+def test_discriminator_loss_targets_real_as_one_and_generated_as_zero():
+  """Catches swapped targets (real -> 0, generated -> 1)."""
+  real, fake = jnp.array([2.0]), jnp.array([-1.0])
+  # Real: -log sigmoid(2) = softplus(-2) = 0.126928; generated: -log(1 - sigmoid(-1)) =
+  # softplus(-1) = 0.313262; the mean: 0.220095. Swapped targets give 1.720095.
+  loss = float(cgan_train.discriminator_loss(real, fake, 1.0))
+  assert loss == pytest.approx((_softplus(-2) + _softplus(-1)) / 2, rel=1e-6)
+  assert loss == pytest.approx(0.220095, abs=1e-6)
+  # Smoothed real target 0.9: -(0.9 log sigmoid(2) + 0.1 log(1 - sigmoid(2))) for the real one.
+  smoothed = float(cgan_train.discriminator_loss(real, fake, 0.9))
+  assert smoothed == pytest.approx((0.9 * _softplus(-2) + 0.1 * _softplus(2) + _softplus(-1)) / 2,
+                                   rel=1e-6)
+
+
+def test_generator_loss_is_non_saturating():
+  """Catches the saturating log(1 - D(G(z))): other value, and a vanishing gradient."""
+  fake = jnp.array([-3.0])  # D confidently rejects the sample: sigmoid(-3) = 0.047.
+  # -log sigmoid(-3) = softplus(3) = 3.048587; the saturating loss is log(sigmoid(3)) = -0.048587.
+  assert float(cgan_train.generator_loss(fake)) == pytest.approx(_softplus(3), rel=1e-6)
+  # d/dl -log sigmoid(l) = -(1 - sigmoid(l)) = -0.952574; the saturating one's is -0.047426.
+  grad = float(jax.grad(lambda l: cgan_train.generator_loss(l))(fake)[0])
+  assert grad == pytest.approx(-(1 - _sigmoid(-3)), rel=1e-6)
+
+
+def test_ema_update_weights_the_old_average_by_decay():
+  """Catches decay on the wrong side: (1 - decay) * ema + decay * params."""
+  ema = {'w': jnp.array([2.0, 0.0]), 'b': jnp.array(10.0)}
+  params = {'w': jnp.array([4.0, 1.0]), 'b': jnp.array(0.0)}
+  new = cgan_train.ema_update(ema, params, 0.75)
+  np.testing.assert_allclose(new['w'], [0.75 * 2 + 0.25 * 4, 0.25 * 1])  # [2.5, 0.25]
+  assert float(new['b']) == pytest.approx(7.5)
+
+
+# ---------------------------------------------------------------- the step, on a tiny fixed network
+
+
+class _ConstantG(nn.Module):
+  """Every generated image is the parameter `image` [784], whatever the noise and label."""
+
+  @nn.compact
+  def __call__(self, noise, labels):
+    image = self.param('image', nn.initializers.zeros, (IMAGE_PIXELS,))
+    return jnp.broadcast_to(image, (noise.shape[0], IMAGE_PIXELS))
+
+
+class _FirstPixelD(nn.Module):
+  """D's logit is the first pixel times the parameter `w`; no dropout."""
+
+  @nn.compact
+  def __call__(self, images, labels, train=False):
+    return images[:, 0] * self.param('w', nn.initializers.ones, ())
+
+
+def _tiny_step(real_label: float, ema_decay: float = 0.9, lr: float = 1.0):
+  """One real step with plain SGD on 4 real images (first pixel 1.0), G's first pixel -0.5."""
+  tx = optax.sgd(lr)
+  image = jnp.zeros(IMAGE_PIXELS).at[0].set(-0.5)
+  g_params, d_params = {'image': image}, {'w': jnp.array(1.0)}
+  state = cgan_train.GanState(
+      step=jnp.zeros((), jnp.int32), g_params=g_params,
+      g_ema={'image': jnp.zeros(IMAGE_PIXELS)}, d_params=d_params, g_opt=tx.init(g_params),
+      d_opt=tx.init(d_params), key=jax.random.key_data(jax.random.key(0)))
+  images = np.zeros((4, IMAGE_PIXELS), np.uint8)
+  images[:, 0] = 255  # -> 255 / 127.5 - 1 = 1.0.
+  data = {'images': jnp.asarray(images), 'labels': jnp.arange(4, dtype=jnp.int32)}
+  step = functools.partial(cgan_train.train_step, g=_ConstantG(), d=_FirstPixelD(), tx=tx,
+                           latent_dim=3, real_label=real_label, ema_decay=ema_decay)
+  return jax.jit(step)(state, data, jnp.arange(4))
+
+
+def test_train_step_on_a_tiny_fixed_network_matches_the_hand_computation():
+  """Catches swapped D targets, the saturating G loss, G scored against the old D, a wrong
+  moving average (decay swapped, or averaging the pre-step weights)."""
+  state, metrics = _tiny_step(real_label=1.0)
+  r, f, w = 1.0, -0.5, 1.0  # Real first pixel, generated first pixel, D's weight.
+  # D: loss 0.5 [softplus(-w r) + softplus(w f)] = 0.393669; SGD step on w with lr 1.
+  assert float(metrics['d_loss']) == pytest.approx(0.5 * (_softplus(-w * r) + _softplus(w * f)),
+                                                   rel=1e-6)
+  dw = 0.5 * (-r * _sigmoid(-w * r) + f * _sigmoid(w * f))  # -0.228856
+  w_new = w - dw  # 1.228856
+  assert float(state.d_params['w']) == pytest.approx(w_new, rel=1e-6)
+  # G against the updated D: loss softplus(-w' f) = 1.043...; gradient on the first pixel
+  # -w' sigmoid(-w' f) (the 4 copies' 1/4 shares add up), so f' = f + w' sigmoid(-w' f).
+  assert float(metrics['g_loss']) == pytest.approx(_softplus(-w_new * f), rel=1e-6)
+  f_new = f + w_new * _sigmoid(-w_new * f)  # 0.297...
+  assert float(state.g_params['image'][0]) == pytest.approx(f_new, rel=1e-6)
+  assert not np.any(np.asarray(state.g_params['image'][1:]))  # D never looks at other pixels.
+  # Moving average from zeros with decay 0.9: 0.1 * the new weights.
+  np.testing.assert_allclose(state.g_ema['image'], 0.1 * np.asarray(state.g_params['image']),
+                             rtol=1e-6)
+  assert float(metrics['d_real']) == pytest.approx(_sigmoid(w * r), rel=1e-6)
+  assert float(metrics['d_fake']) == pytest.approx(_sigmoid(w * f), rel=1e-6)
+
+
+def test_train_step_smooths_only_the_real_target():
+  """Catches label smoothing applied to the generated images' target or to G's target."""
+  state, metrics = _tiny_step(real_label=0.9)
+  r, f, w = 1.0, -0.5, 1.0
+  real_term = 0.9 * _softplus(-w * r) + 0.1 * _softplus(w * r)
+  assert float(metrics['d_loss']) == pytest.approx(0.5 * (real_term + _softplus(w * f)), rel=1e-6)
+  # d/dw of the real term: -(0.9 - sigmoid(w r)) r.
+  dw = 0.5 * (-(0.9 - _sigmoid(w * r)) * r + f * _sigmoid(w * f))
+  w_new = w - dw
+  assert float(state.d_params['w']) == pytest.approx(w_new, rel=1e-6)
+  assert float(metrics['g_loss']) == pytest.approx(_softplus(-w_new * f), rel=1e-6)
