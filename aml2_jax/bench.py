@@ -29,6 +29,8 @@ _CHILD = flags.DEFINE_string('child', '', 'Internal: benchmark this one model an
 _PEERS = flags.DEFINE_bool('peers', False, 'Also time the PyTorch and Keras peers, side by side '
                            '(needs requirements-peers.txt); writes one JSON of all of them.')
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'With --peers: interleaved rounds (medians kept).')
+_SECONDS = flags.DEFINE_float('seconds', 5.0, 'Minimum length of one timed run.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per measurement (the median is kept).')
 
 # config name -> the dominant matmul [m, k, n] of its train step at the config's batch size.
 MODELS = {
@@ -177,7 +179,7 @@ def main(argv):
 
 def _timing() -> tuple[float, int]:
   """(seconds per timed run, runs): short with --tiny."""
-  return (0.2, 3) if _TINY.value else (5.0, 3)
+  return (0.2, 3) if _TINY.value else (_SECONDS.value, _REPEATS.value)
 
 
 def run_child(name: str, variant: str | None = None) -> dict:
@@ -185,7 +187,7 @@ def run_child(name: str, variant: str | None = None) -> dict:
   if variant is None:
     variant = 'smoke' if _TINY.value else ''
   args = [sys.executable, '-m', 'aml2_jax.bench', f'--child={name}', f'--variant={variant}']
-  args += ['--tiny'] if _TINY.value else []
+  args += ['--tiny'] if _TINY.value else [f'--seconds={_SECONDS.value}', f'--repeats={_REPEATS.value}']
   result = subprocess.run(args, capture_output=True, text=True)
   if result.returncode:
     sys.exit(f'error: benchmarking {name} failed:\n{result.stderr[-3000:]}')

@@ -77,6 +77,10 @@ def _summarise(by_impl: dict[str, list[dict]]) -> dict:
                          (r['batch_size'] for r in records if 'batch_size' in r), None)}
     if errors:
       summary[impl]['error'] = errors[0]
+    for key in ('utilisation', 'utilisation_of_large_matmul', 'achieved_gflops'):  # Ours only.
+      values = [r[key] for r in records if key in r]
+      if values:
+        summary[impl][key] = round(statistics.median(values), 3)
     if times and summary[impl]['batch_size']:
       summary[impl]['samples_per_s'] = round(
           summary[impl]['batch_size'] / summary[impl]['ms_per_step'] * 1000, 1)
