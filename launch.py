@@ -5,6 +5,7 @@ picks the tiny variant. Modes: train (default, resumes from the workdir), eval, 
 the experiment's own (sample, predict). Problems a user can fix print one line and exit 2.
 """
 
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -90,7 +91,7 @@ def main(argv):
   # Imported here so that `--help` and flag errors answer before JAX loads.
   from aml2_jax import experiment
   from aml2_jax.errors import UserError
-  from aml2_jax.runtime import distributed, storage, workdir as workdir_lib
+  from aml2_jax.runtime import distributed, run_record, storage, workdir as workdir_lib
   from aml2_jax.training.loop import Interrupted
   try:
     distributed.initialize(distributed.Cluster(
@@ -100,7 +101,11 @@ def main(argv):
     workdir = workdir_lib.prepare_workdir_for_mode(_WORKDIR.value or f'runs/{_config_name()}',
                                                _MODE.value)
     with storage.disk_errors():  # A write that no inner code named still gets one line.
-      experiment.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
+      # run.json (command, commit, machine, versions, wall time) of every run that writes.
+      record = (contextlib.nullcontext() if _MODE.value in workdir_lib.READ_ONLY_MODES
+                else run_record.RunRecorder(workdir, _MODE.value))
+      with record:
+        experiment.run(_CONFIG.value, _MODE.value, workdir, _mode_options())
   except UserError as e:
     if _VERBOSE.value:
       raise

@@ -1,0 +1,145 @@
+"""`<workdir>/run.json`: what ran, from which code, where, with which libraries, and for how long.
+
+Every invocation of `launch.py` that writes to its workdir appends one record (a resumed run has
+several): the command line, the git commit (and whether the tree had uncommitted changes), the
+start and end time (UTC), wall seconds, how it ended, the machine (CPU model, cores, memory,
+accelerator kind and count) and the versions of the libraries that decide the numbers. Results
+published under `results/` carry this file, so each figure names its run.
+"""
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from aml2_jax import console
+from aml2_jax.runtime import storage
+
+RUN_FILE = 'run.json'
+LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'ml-collections', 'numpy',
+             'scipy')
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+def command_line(argv: list[str] | None = None) -> str:
+  """The command as a user would type it again (`python launch.py ...`)."""
+  argv = sys.argv if argv is None else argv
+  return shlex.join(['python', Path(argv[0]).name if argv[0].endswith('launch.py') else argv[0],
+                     *argv[1:]])
+
+
+def git_state(repo: Path | None = None) -> dict:
+  """{'commit': sha or None, 'dirty': bool or None} of the repository holding this package."""
+  repo = repo or Path(__file__).resolve().parents[2]
+
+  def git(*args: str) -> str | None:
+    try:
+      out = subprocess.run(['git', *args], cwd=repo, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+      return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+  commit = git('rev-parse', 'HEAD')
+  status = git('status', '--porcelain', '--untracked-files=no') if commit else None
+  return {'commit': commit, 'dirty': None if status is None else bool(status)}
+
+
+def _cpu_model() -> str:
+  try:
+    for line in Path('/proc/cpuinfo').read_text().splitlines():
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+  try:
+    pages, page_size = os.sysconf('SC_PHYS_PAGES'), os.sysconf('SC_PAGE_SIZE')
+  except (ValueError, OSError, AttributeError):
+    return None
+  return round(pages * page_size / 2**30, 1)
+
+
+def machine() -> dict:
+  """The machine of this process: CPU, cores, memory, and JAX's default backend and devices."""
+  import jax  # pylint: disable=g-import-not-at-top
+  devices = jax.devices()
+  return {'cpu': _cpu_model(), 'cores': os.cpu_count(), 'memory_gib': _memory_gib(),
+          'os': f'{platform.system()} {platform.release()}',
+          'backend': jax.default_backend(), 'device_kind': devices[0].device_kind,
+          'num_devices': len(devices), 'num_processes': jax.process_count()}
+
+
+def versions() -> dict:
+  """Python's and the pinned libraries' versions."""
+  found = {'python': platform.python_version()}
+  for name in LIBRARIES:
+    try:
+      found[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      found[name] = None
+  return found
+
+
+def invocation(mode: str, argv: list[str] | None = None) -> dict:
+  """A fresh record of this invocation (completed by `RunRecorder.finish`)."""
+  return {'command': command_line(argv), 'mode': mode, 'git': git_state(), 'started': _now(),
+          'machine': machine(), 'versions': versions()}
+
+
+def read(workdir: Path) -> dict:
+  """The workdir's run record ({'invocations': []} when there is none or it is unreadable)."""
+  path = Path(workdir) / RUN_FILE
+  try:
+    record = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return {'invocations': []}
+  return record if isinstance(record.get('invocations'), list) else {'invocations': []}
+
+
+class RunRecorder:
+  """Appends this invocation to `<workdir>/run.json` at the start and completes it at the end.
+
+  Only process 0 writes. A failure to write the record never stops a run: it is a note, not data.
+  """
+
+  def __init__(self, workdir: Path, mode: str, argv: list[str] | None = None):
+    self.path = Path(workdir) / RUN_FILE
+    self.workdir, self.mode, self.argv = Path(workdir), mode, argv
+    self.record, self.entry, self.start = None, None, time.perf_counter()
+
+  def __enter__(self) -> 'RunRecorder':
+    self.record = read(self.workdir)
+    self.entry = invocation(self.mode, self.argv)
+    self.record['invocations'].append(self.entry)
+    self._write()
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    self.entry['finished'] = _now()
+    self.entry['wall_s'] = round(time.perf_counter() - self.start, 1)
+    if exc_type is None:
+      self.entry['exit'] = 'ok'
+    else:
+      line = ' '.join(str(exc).split())[:300]
+      self.entry['exit'] = f'{exc_type.__name__}: {line}' if line else exc_type.__name__
+    self._write()
+
+  def _write(self) -> None:
+    if not console.is_main_process():
+      return
+    try:
+      storage.atomic_write_text(self.path, json.dumps(self.record, indent=2) + '\n', '--workdir')
+    except storage.StorageError as e:
+      console.warn(f'could not write {self.path} ({e}); the run goes on without its record.')
