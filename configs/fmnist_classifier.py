@@ -1,7 +1,8 @@
 """Fashion-MNIST CNN classifier: the judge of the cGAN's images (conditional accuracy, FID, CAS).
 
 Run:      python launch.py --config=configs/fmnist_classifier.py
-Expect:   test accuracy >= 0.92 after 10 epochs; see README for the measured figure and time.
+Expect:   test accuracy >= 92% after 10 epochs, in about 8 minutes on a 2-core AMD EPYC CPU.
+          The cGAN trains it on its first run; docs/cgan.md has the measured figure.
 Smoke:    python launch.py --config=configs/fmnist_classifier.py:smoke --workdir=/tmp/clf
 """
 

@@ -5,11 +5,11 @@ Fast:     python launch.py --config=configs/textgen_lstm.py --config.objective=a
               --workdir=runs/textgen_lstm_all_chars
 Sample:   python launch.py --config=configs/textgen_lstm.py --mode=sample --prompt="Free " \
               --length=160 --temperature=0.5 --seed=0
-Expect:   next_char (the study's objective): 3,378 steps of 128 windows per epoch, 73-110 ms per
-          step on 2 CPU cores (4-7 min per epoch), validation 2.83 bits/char after epoch 1.
-          all_chars: 33 steps per epoch, 30 epochs in ~6 min, validation 2.83 bits/char (both
-          measured before the test part was split off). Validation bits/char and samples are
-          printed every epoch; results.json (val_bpc, test_bpc) at the end. See README.md.
+Expect:   next_char (the study's objective): about 3,200 steps of 128 windows per epoch, 4-7
+          minutes per epoch on a 2-core AMD EPYC CPU, so 30 epochs take a few hours.
+          all_chars: 33 steps per epoch, 30 epochs in about 6 minutes. Validation bits/char and
+          samples are printed every epoch; results.json (val_bpc, test_bpc) at the end. The
+          5-gram baseline to beat scores about 2.5 validation bits/char. See docs/textgen.md.
 Baselines: python -m aml2_jax.textgen.baselines   (unigram and 5-gram bits/char, same windows)
 Smoke:    python launch.py --config=configs/textgen_lstm.py:smoke --workdir=/tmp/textgen_lstm
 """

@@ -5,11 +5,11 @@ Fast:     python launch.py --config=configs/textgen_rnn.py --config.objective=al
               --workdir=runs/textgen_rnn_all_chars
 Sample:   python launch.py --config=configs/textgen_rnn.py --mode=sample --prompt="Free " \
               --length=160 --temperature=0.5 --seed=0
-Expect:   next_char (the study's objective): 3,378 steps of 128 windows per epoch, 52-90 ms per step
-          on 2 CPU cores (3-5 min per epoch); at lr 0.01 the RNN does not learn in epoch 1 (5.6
-          bits/char). all_chars: 33 steps per epoch, 30 epochs in ~5 min, validation 3.68
-          bits/char. Validation bits/char and samples are printed every epoch; results.json at
-          the end. See README.md.
+Expect:   next_char (the study's objective): about 3,200 steps of 128 windows per epoch, 3-5
+          minutes per epoch on a 2-core AMD EPYC CPU; at the study's lr 0.01 the RNN learns
+          little in its first epoch, until the plateau schedule lowers the rate. all_chars: 33
+          steps per epoch, 30 epochs in about 5 minutes. Validation bits/char and samples are
+          printed every epoch; results.json at the end. See docs/textgen.md.
 Everything but the model is the LSTM config's (`configs/textgen_lstm.py`).
 Smoke:    python launch.py --config=configs/textgen_rnn.py:smoke --workdir=/tmp/textgen_rnn
 """

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aml2_jax import fmnist_classifier
+from aml2_jax import cgan, fmnist_classifier
+from aml2_jax.datasets import fashion_mnist
 from aml2_jax.cgan import generate, metrics as gan_metrics, quality, train as cgan_train
 from aml2_jax.cgan.models import make_model
 from aml2_jax.training.config import load_config
@@ -104,11 +105,31 @@ def test_conditional_accuracy_on_real_images_equals_classifier_accuracy(tiny_fmn
   cgan_config.eval.classifier_workdir = str(tmp_path)
   judge = quality.Judge(cgan_config, tmp_path)
   data = fmnist_classifier.load_data(clf_config)
-  metrics = quality.quality_metrics(judge, data.test_images, data.test_labels, data, seed=0)
+  metrics = quality.quality_metrics(judge, data.test_images, data.test_labels,
+                                    judge.features(data.test_images))
+  facts = quality.judge_facts(judge, data, seed=0)
   assert metrics['conditional_accuracy'] == pytest.approx(results['test_accuracy'])
-  assert metrics['conditional_accuracy'] == metrics['classifier_test_accuracy']
+  assert metrics['conditional_accuracy'] == facts['classifier_test_accuracy']
   assert metrics['fid'] == pytest.approx(0.0, abs=1e-3)
-  assert metrics['fid_train_vs_test'] > 0
+  assert facts['fid_train_vs_test'] > 0
+
+
+def test_validation_slice_is_stratified_reproducible_and_the_test_set_stays_apart(tiny_fmnist_root):
+  config = load_config('cgan', 'smoke')
+  config.data.dir = str(tiny_fmnist_root)
+  data = cgan.load_data(config)
+  val, test = quality.references(config, data)
+  assert (val.name, test.name) == ('val', 'test') and len(val.images) == config.data.val_size
+  idx = fashion_mnist.validation_indices(data.train_labels, config.data.val_size,
+                                         config.data.split_seed)
+  np.testing.assert_array_equal(idx, fashion_mnist.validation_indices(
+      data.train_labels, config.data.val_size, config.data.split_seed))
+  np.testing.assert_array_equal(val.images, data.train_images[idx])  # Training images only.
+  shares = np.bincount(val.labels, minlength=10) / len(val.labels)
+  expected = np.bincount(data.train_labels, minlength=10) / len(data.train_labels)
+  np.testing.assert_allclose(shares, expected, atol=0.02)
+  config.data.val_size = 0
+  assert [r.name for r in quality.references(config, data)] == ['test']
 
 
 def test_train_then_sample_in_a_fresh_process(config, tiny_fmnist_root, tmp_path):

@@ -288,7 +288,7 @@ def test_a_failed_background_save_is_one_storage_error_and_keeps_the_previous_ch
 
 def test_a_full_disk_during_training_is_one_line_and_the_last_checkpoint_restores(
     tmp_path, tiny_sms_root):
-  """The issue's case, for real: the spam smoke config on a small tmpfs that fills up."""
+  """A full disk, for real: the spam smoke config on a small tmpfs that fills up."""
   with tmpfs(tmp_path / 'disk', '2000k') as disk:
     done = launch('--config=configs/spam_rnn.py:smoke', f'--config.data.dir={tiny_sms_root}',
                   f'--workdir={disk / "run"}')  # 2 epochs: the second save fills it.
@@ -519,8 +519,9 @@ def _cgan_config():
 
 @pytest.fixture(name='evaluated_cgan', scope='module')
 def fixture_evaluated_cgan(tiny_fmnist_root, tmp_path_factory) -> dict:
-  """The same cGAN command three times: SIGKILLed while the judge trains (after its checkpoint),
-  then after scoring while the CAS classifier trains (after its checkpoint), then to the end."""
+  """The same cGAN command three times: SIGKILLed while the judge trains (after its checkpoint;
+  the judge comes before the GAN, whose epochs it checks), then after the GAN's training and the
+  scoring, while the CAS classifier trains (after its checkpoint), then to the end."""
   workdir = tmp_path_factory.mktemp('cgan_eval') / 'cgan'
   runs = {}
   for name, crash_at in (('judge', 'checkpoint:*/fmnist_classifier/checkpoints/*'),
@@ -536,13 +537,14 @@ def test_a_killed_evaluation_finishes_on_the_next_run_without_retraining(evaluat
   judge, cas, last = evaluated_cgan['judge'], evaluated_cgan['cas'], evaluated_cgan['last']
   assert judge.returncode == -9 and cas.returncode == -9, (judge.stderr[-2000:], cas.stderr[-2000:])
   files = ' '.join(evaluated_cgan['judge_files'])
-  assert 'cgan/checkpoints/2/' in files and 'fmnist_classifier/checkpoints/' in files
+  assert 'fmnist_classifier/checkpoints/' in files and 'cgan/checkpoints/' not in files
   assert 'fmnist_classifier/results.json' not in files  # Killed before the judge was done.
+  assert 'cgan/checkpoints/2/' in ' '.join(evaluated_cgan['cas_files'])
   assert 'cgan/evaluation_progress.json' in evaluated_cgan['cas_files']  # Scored, then killed.
   assert last.returncode == 0, last.stderr[-3000:]
-  for later in (cas, last):  # The GAN is never trained again: its last checkpoint is complete.
-    assert re.search(r'resuming from step 2 \(all 1 epochs done\), checkpoint '
-                     r'\S+/cgan/checkpoints/2', later.stdout), later.stdout
+  # The GAN is not trained again: its last checkpoint is complete.
+  assert re.search(r'resuming from step 2 \(all 1 epochs done\), checkpoint '
+                   r'\S+/cgan/checkpoints/2', last.stdout), last.stdout
   assert re.search(r'resuming from step \d+ \(all 1 epochs done\), checkpoint '
                    r'\S+/fmnist_classifier/checkpoints', cas.stdout), cas.stdout  # Judge resumed.
   assert 'resuming the evaluation: quality' in last.stdout
@@ -551,7 +553,8 @@ def test_a_killed_evaluation_finishes_on_the_next_run_without_retraining(evaluat
   for run_dir in (workdir, workdir.parent / 'fmnist_classifier', workdir / 'cas_classifier'):
     assert len(storage.read_jsonl(run_dir / 'metrics.jsonl')) == 1, run_dir
   results = json.loads((workdir / 'results.json').read_text())
-  assert 0 <= results['conditional_accuracy'] <= 1 and 0 <= results['cas_accuracy'] <= 1
+  assert 0 <= results['test_conditional_accuracy'] <= 1 and 0 <= results['test_cas_accuracy'] <= 1
+  assert 0 <= results['val_conditional_accuracy'] <= 1 and 0 <= results['val_cas_accuracy'] <= 1
   assert results['resumed_from_step'] > 0  # The last run resumed from the final checkpoint.
   assert not (workdir / 'evaluation_progress.json').exists()
 
@@ -621,7 +624,7 @@ def test_workdir_and_input_paths_are_refused_in_one_clear_line(tmp_path):
 
 
 def test_sample_falls_back_from_a_truncated_latest_cgan_checkpoint(evaluated_cgan, tmp_path):
-  """The issue's case: cGAN files of the latest step cut in half were called a config mismatch."""
+  """A damaged latest cGAN checkpoint (its files cut in half): sampling uses the previous one."""
   from aml2_jax.cgan.train import restore_generator  # pylint: disable=g-import-not-at-top
   workdir = Path(shutil.copytree(evaluated_cgan['workdir'], tmp_path / 'cgan'))
   assert step_dirs(workdir) == ['1', '2']

@@ -34,7 +34,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                             'eval.num_per_class', 'eval.cas_num_per_class')
   config_lib.check_fraction(config, 'model.dropout')
   config_lib.check_fraction(config, 'optim.g_ema_decay')
-  config_lib.check_non_negative(config, 'data.limit')
+  config_lib.check_non_negative(config, 'data.limit', 'data.val_size', 'eval.epoch_num_per_class')
+  if config.data.limit and config.data.val_size >= config.data.limit:
+    raise UserError(f'config.data.val_size={config.data.val_size} leaves no training images of '
+                    f'config.data.limit={config.data.limit}; lower it (0 = no validation slice).')
   if not 0 < config.optim.real_label <= 1:
     raise UserError(f'config.optim.real_label is {config.optim.real_label}: it must be in (0, 1].')
   config_lib.check_choice(config, 'model.dtype', ('float32', 'bfloat16'))
@@ -52,22 +55,32 @@ def param_trees(config: ml_collections.ConfigDict) -> dict:
 
 
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:
-  """Trains (resuming if possible), then measures the generator's quality into results.json."""
+  """Trains (resuming if possible), then measures the generator's quality into results.json.
+
+  The judge comes first (trained once if its workdir has none) when training checks the
+  generator against the validation slice after every epoch.
+  """
   with WorkdirLock(workdir):
     write_config(workdir, config)
     data = load_data(config)
     # The step training resumes from: 0 for a fresh run, the last one when only evaluation is left.
     resumed_from = restore.refuse_incompatible(workdir, train_lib.model_meta(config)) or 0
-    start = time.time()
-    state = train_lib.train(config, workdir, data)
-    train_seconds = time.time() - start
-    plot_curves(workdir, ['train_d_loss', 'train_g_loss', 'train_d_real', 'train_d_fake'])
+    judge, epoch_check = None, None
+    if config.data.val_size and config.eval.epoch_num_per_class:
+      judge = quality.Judge(config, workdir)
+      epoch_check = quality.epoch_metrics(config, judge, quality.references(config, data)[0])
+    start = time.perf_counter()
+    state = train_lib.train(config, workdir, data, epoch_check)
+    train_seconds = time.perf_counter() - start
+    plot_curves(workdir, ['train_d_loss', 'train_g_loss', 'train_d_real', 'train_d_fake',
+                          'val_conditional_accuracy', 'val_fid'])
     console.say(f'trained in {train_seconds:.0f} s; samples in {workdir / "samples"}')
     if not config.eval.after_training:
       return {}
+    extra = {'train_wall_s': round(train_seconds, 1), 'resumed_from_step': resumed_from,
+             'seconds': {'gan_training': round(train_seconds, 1)}}
     return quality.evaluate_and_write(config, workdir, train_lib.generator_params(config, state),
-                                      data, {'train_wall_s': round(train_seconds, 1),
-                                             'resumed_from_step': resumed_from})
+                                      data, extra, judge)
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
@@ -76,6 +89,8 @@ def evaluate(config, workdir: Path, options=None) -> dict:
     previous = storage.read_json_object(workdir / 'results.json')
     extra = {k: v for k, v in previous.items()
              if k in ('train_wall_s', 'resumed_from_step')}  # Facts of training, not of eval.
+    if 'train_wall_s' in previous:
+      extra['seconds'] = {'gan_training': previous['train_wall_s']}
     return quality.evaluate_and_write(config, workdir, g_params, load_data(config), extra)
 
 

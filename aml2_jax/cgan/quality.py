@@ -4,6 +4,11 @@ For images generated for known labels: conditional accuracy (the share the judge
 label), per-class accuracy, class-histogram entropy, FID in the judge's feature space, and CAS
 (the judge's architecture trained only on generated images, tested on real ones).
 
+Two real references, two uses. The validation images (`config.data.val_size` training images,
+stratified) are what every choice looks at: the per-epoch curves, the checkpoint kept as best,
+recipe comparisons; their metrics are the `val_*` keys. The test set is scored once, at the end,
+with freshly generated images (`test_*`); nothing is chosen by it.
+
 The evaluation survives a kill: its phases (training the judge, scoring, training the CAS
 classifier) are resumable, and the same command finishes it without retraining the GAN. The judge
 and the CAS classifier train in the shared loop, so they resume from their checkpoints; the scores
@@ -13,9 +18,11 @@ that same digest. The file is removed once `results.json` is written, so a fresh
 computes everything again.
 """
 
+import dataclasses
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import jax
@@ -36,8 +43,11 @@ from aml2_jax.training.param_summary import count_params
 PROGRESS_FILE = 'evaluation_progress.json'  # Phases done by an evaluation that was cut short.
 CAS_STAMP = 'generator.json'  # In cas_classifier/: the digest its checkpoints were trained for.
 
-_PRINTED = ('conditional_accuracy', 'classifier_test_accuracy', 'fid', 'fid_train_vs_test',
-            'class_entropy', 'cas_accuracy')
+_PRINTED = ('val_conditional_accuracy', 'val_fid', 'val_class_entropy', 'val_cas_accuracy',
+            'test_conditional_accuracy', 'test_fid', 'test_class_entropy', 'test_cas_accuracy',
+            'classifier_test_accuracy', 'fid_train_vs_test')
+# Offsets of config.seed for the noise of each generated set, so that no two sets share noise.
+SEED_VAL, SEED_CAS, SEED_TEST, SEED_EPOCH = 1, 2, 3, 4
 
 
 class Judge:
@@ -49,11 +59,14 @@ class Judge:
     self.config.num_devices = config.num_devices  # A multi-process run trains it on all of them.
     self.workdir = Path(config.eval.classifier_workdir or workdir.parent / 'fmnist_classifier')
     self.workdir = self.workdir.absolute()
+    self.train_seconds = 0.0  # Spent training it in this process (0 when it was reused).
     if not (self.workdir / 'results.json').exists():  # Written when its training completes.
       console.say(f'training the judging classifier in {self.workdir} (once; reused afterwards)')
       with storage.writing(self.workdir, '--config.eval.classifier_workdir'):
         self.workdir.mkdir(parents=True, exist_ok=True)
+      start = time.perf_counter()
       fmnist_classifier.train_and_evaluate(self.config, self.workdir)  # Resumes if cut short.
+      self.train_seconds = time.perf_counter() - start
     self.model = classifier_lib.make_model(self.config)
     self.params = classifier_lib.restore_params(self.config, self.workdir)
 
@@ -62,36 +75,91 @@ class Judge:
     logits, features = classifier_lib.predict_fn(self.model)(self.params, images)
     return logits, features
 
+  def features(self, images: np.ndarray) -> np.ndarray:
+    return self(images)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """Real images that generated ones are compared with: the validation slice or the test set."""
+  name: str  # 'val' or 'test': the prefix of its metrics.
+  images: np.ndarray  # uint8 [num, 28, 28].
+  labels: np.ndarray  # int [num].
+  seed_offset: int  # Of the noise of the images generated to be compared with it.
+
+
+def references(config, data: fashion_mnist.FashionMnist) -> list[Reference]:
+  """The validation slice of the training images (unless `data.val_size` is 0), then the test set."""
+  refs = []
+  if config.data.val_size:
+    idx = fashion_mnist.validation_indices(data.train_labels, config.data.val_size,
+                                           config.data.split_seed)
+    refs.append(Reference('val', data.train_images[idx], data.train_labels[idx], SEED_VAL))
+  refs.append(Reference('test', data.test_images, data.test_labels, SEED_TEST))
+  return refs
+
 
 def quality_metrics(judge: Judge, images: np.ndarray, labels: np.ndarray,
-                    data: fashion_mnist.FashionMnist, seed: int) -> dict:
-  """How the judge sees `images` [num, 28, 28] uint8 made for `labels` [num], against real data."""
+                    real_features: np.ndarray) -> dict:
+  """How the judge sees `images` [num, 28, 28] uint8 made for `labels` [num], against the judge's
+  features of real images [num_real, feature_dim]."""
   logits, features = judge(images)
-  test_logits, test_features = judge(data.test_images)
-  subset = np.random.default_rng(seed).permutation(len(data.train_images))[:len(data.test_images)]
-  _, train_features = judge(data.train_images[subset])
   predicted = logits.argmax(-1)
   per_class = metrics.per_class_accuracy(predicted, labels)
   return {
       'conditional_accuracy': metrics.conditional_accuracy(predicted, labels),
-      'classifier_test_accuracy': metrics.conditional_accuracy(test_logits.argmax(-1),
-                                                               data.test_labels),
-      'fid': metrics.frechet_distance(features, test_features),
-      'fid_train_vs_test': metrics.frechet_distance(train_features, test_features),
+      'fid': metrics.frechet_distance(features, real_features),
       'class_entropy': metrics.class_entropy(predicted),
       'per_class_accuracy': dict(zip(fashion_mnist.CLASS_NAMES, per_class.round(4).tolist())),
   }
 
 
-def cas_accuracy(config, judge: Judge, workdir: Path, g_params,
-                 data: fashion_mnist.FashionMnist, digest: str = '') -> float:
-  """Classification accuracy score: the judge's architecture trained only on generated images.
+def scored_against(config, judge: Judge, g_params, ref: Reference, num_per_class: int) -> dict:
+  """`quality_metrics` of `num_per_class` fresh images a class, against `ref`, keys prefixed."""
+  labels = generate.class_grid_labels(range(NUM_CLASSES), num_per_class)
+  images = generate.generate(config, g_params, labels, seed=config.seed + ref.seed_offset)
+  found = quality_metrics(judge, images, labels, judge.features(ref.images))
+  return {f'{ref.name}_{k}': v for k, v in found.items()}
 
-  Resumes the classifier's training when `cas_classifier/` was trained for the same `digest`
-  (see `evaluation_digest`); otherwise its checkpoints belong to another generator and go.
+
+def judge_facts(judge: Judge, data: fashion_mnist.FashionMnist, seed: int) -> dict:
+  """The judge's test accuracy, and the FID floor: real training images against the test set."""
+  logits, test_features = judge(data.test_images)
+  subset = np.random.default_rng(seed).permutation(len(data.train_images))[:len(data.test_images)]
+  return {'classifier_test_accuracy': metrics.conditional_accuracy(logits.argmax(-1),
+                                                                   data.test_labels),
+          'fid_train_vs_test': metrics.frechet_distance(judge.features(data.train_images[subset]),
+                                                        test_features)}
+
+
+def epoch_metrics(config, judge: Judge, ref: Reference):
+  """The per-epoch check of training: `(state_params) -> {val_conditional_accuracy, val_fid}` on
+  `config.eval.epoch_num_per_class` images a class (fixed noise), against the validation slice.
+
+  A smaller sample than the final evaluation's, so its FID reads higher (FID is biased upward in
+  small samples); it is for the curve's shape and for keeping the best checkpoint.
+  """
+  real_features = judge.features(ref.images)  # Once per run.
+  labels = generate.class_grid_labels(range(NUM_CLASSES), config.eval.epoch_num_per_class)
+
+  def evaluate(g_params) -> dict:
+    images = generate.generate(config, g_params, labels, seed=config.seed + SEED_EPOCH)
+    found = quality_metrics(judge, images, labels, real_features)
+    return {'val_conditional_accuracy': found['conditional_accuracy'], 'val_fid': found['fid']}
+  return evaluate
+
+
+def cas_accuracies(config, judge: Judge, workdir: Path, g_params, refs: list[Reference],
+                   digest: str = '') -> dict:
+  """Classification accuracy score: the judge's architecture trained only on generated images,
+  then tested on each real reference (`val_cas_accuracy`, `test_cas_accuracy`).
+
+  It trains by the judge's fixed recipe (no per-epoch check: nothing is chosen). Resumes the
+  classifier's training when `cas_classifier/` was trained for the same `digest` (see
+  `evaluation_digest`); otherwise its checkpoints belong to another generator and go.
   """
   labels = generate.class_grid_labels(range(NUM_CLASSES), config.eval.cas_num_per_class)
-  images = generate.generate(config, g_params, labels, seed=config.seed + 2)
+  images = generate.generate(config, g_params, labels, seed=config.seed + SEED_CAS)
   cas_dir = workdir / 'cas_classifier'
   stamp = {'generator_sha256': digest}
   if digest and storage.read_json_object(cas_dir / CAS_STAMP) == stamp:
@@ -102,9 +170,9 @@ def cas_accuracy(config, judge: Judge, workdir: Path, g_params,
       cas_dir.mkdir()
     write_json(cas_dir / CAS_STAMP, stamp)
   meta = classifier_lib.model_meta(judge.config, 'cas_classifier')
-  state = classifier_lib.train_classifier(judge.config, cas_dir, images, labels,
-                                          data.test_images, data.test_labels, meta)
-  return classifier_lib.accuracy(judge.model, state.params, data.test_images, data.test_labels)
+  state = classifier_lib.train_classifier(judge.config, cas_dir, images, labels, meta)
+  return {f'{r.name}_cas_accuracy': classifier_lib.accuracy(judge.model, state.params, r.images,
+                                                             r.labels) for r in refs}
 
 
 def evaluation_digest(config, g_params, judge: Judge) -> str:
@@ -114,19 +182,24 @@ def evaluation_digest(config, g_params, judge: Judge) -> str:
   for leaf in jax.tree.leaves((g_params, judge.params)):
     digest.update(np.asarray(leaf).tobytes())
   fields = {'seed': config.seed, 'model': config.model.to_dict(),
-            'eval': {k: v for k, v in config.eval.to_dict().items() if k != 'after_training'}}
+            'val': [config.data.val_size, config.data.split_seed],
+            'eval': {k: v for k, v in config.eval.to_dict().items()
+                     if k not in ('after_training', 'epoch_num_per_class')}}
   digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
   return digest.hexdigest()
 
 
 def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.FashionMnist,
-                       extra: dict) -> dict:
-  """Conditional accuracy, judge-space FID, class coverage and CAS into `results.json`.
+                       extra: dict, judge: Judge | None = None) -> dict:
+  """Conditional accuracy, judge-space FID, class coverage and CAS into `results.json`: `val_*`
+  against the validation slice, `test_*` against the test set (see the module docstring).
 
   Each phase's result is kept in `PROGRESS_FILE` until the results are written, so a run cut
-  short resumes after the last finished phase (see the module docstring).
+  short resumes after the last finished phase. `extra['seconds']` (phase wall times) is
+  completed with this evaluation's.
   """
-  judge = Judge(config, workdir)
+  judge = judge or Judge(config, workdir)
+  start = time.perf_counter()
   faults.crash_point('cgan-eval:judge-ready')
   digest = evaluation_digest(config, g_params, judge)
   progress_path = workdir / PROGRESS_FILE
@@ -136,21 +209,27 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
   else:
     console.say(f'resuming the evaluation: {", ".join(k for k in progress if k != "digest")} '
                 f'from {progress_path}')
+  refs = references(config, data)
   if 'quality' not in progress:
-    labels = generate.class_grid_labels(range(NUM_CLASSES), config.eval.num_per_class)
-    images = generate.generate(config, g_params, labels, seed=config.seed + 1)
-    progress['quality'] = quality_metrics(judge, images, labels, data, config.seed)
+    progress['quality'] = judge_facts(judge, data, config.seed)
+    for ref in refs:
+      progress['quality'].update(scored_against(config, judge, g_params, ref,
+                                                config.eval.num_per_class))
     write_json(progress_path, progress)
   faults.crash_point('cgan-eval:scored')
-  if 'cas_accuracy' not in progress:
-    progress['cas_accuracy'] = cas_accuracy(config, judge, workdir, g_params, data, digest)
+  if 'cas' not in progress:
+    progress['cas'] = cas_accuracies(config, judge, workdir, g_params, refs, digest)
     write_json(progress_path, progress)
   faults.crash_point('cgan-eval:cas-done')
+  seconds = {**extra.get('seconds', {}), 'judge_training': round(judge.train_seconds, 1),
+             'evaluation': round(time.perf_counter() - start, 1)}
   results = {
       **extra,
       **progress['quality'],
-      'cas_accuracy': progress['cas_accuracy'],
+      **progress['cas'],
+      'seconds': seconds,
       'num_params_generator': count_params(g_params),
+      'num_val_images': len(refs[0].images) if refs[0].name == 'val' else 0,
       'fid_note': "FID in the project's Fashion-MNIST classifier feature space, not Inception.",
   }
   write_json(workdir / 'results.json', results)
@@ -161,7 +240,11 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
 
 
 def _print_results(results: dict) -> None:
-  lines = [f'{key:>26}: {results[key]:.4f}' for key in _PRINTED]
-  lines.append(f'{"class":>26}  conditional accuracy')
-  lines += [f'{name:>26}  {accuracy:.3f}' for name, accuracy in results['per_class_accuracy'].items()]
+  lines = [f'{key:>26}: {results[key]:.4f}' for key in _PRINTED if key in results]
+  names = [n for n in ('val', 'test') if f'{n}_per_class_accuracy' in results]
+  lines.append(f'{"class":>26}  ' + '  '.join(f'{n} conditional accuracy' for n in names))
+  for cls in fashion_mnist.CLASS_NAMES:
+    lines.append(f'{cls:>26}  ' + '  '.join(
+        f'{results[f"{n}_per_class_accuracy"][cls]:>{len(n) + 23}.3f}' for n in names))
+  lines.append('seconds: ' + ', '.join(f'{k} {v:.0f}' for k, v in results['seconds'].items()))
   console.say('\n'.join(lines))

@@ -166,11 +166,20 @@ def report_epoch(config, workdir: Path, state: GanState, epoch: int, logger: Met
   logger.image(int(state.step), 'samples', grid_image(images))
 
 
-def train(config: ml_collections.ConfigDict, workdir: Path,
-          data: fashion_mnist.FashionMnist) -> GanState:
-  """Trains (resuming if possible) in `workdir`; returns the final state."""
-  hooks = loop.EpochHooks(report=functools.partial(report_epoch, config, workdir))
-  return loop.train_in_workdir(build_task(config, data), config, workdir, hooks)
+def train(config: ml_collections.ConfigDict, workdir: Path, data: fashion_mnist.FashionMnist,
+          evaluate_generator=None) -> GanState:
+  """Trains (resuming if possible) in `workdir`; returns the final state.
+
+  `evaluate_generator`, `(g_params) -> metrics` with 'val_fid', is the per-epoch check (see
+  `quality.epoch_metrics`); the checkpoint with the lowest `val_fid` is then kept besides the
+  latest one.
+  """
+  evaluate = ((lambda state: {}) if evaluate_generator is None
+              else lambda state: evaluate_generator(generator_params(config, state)))
+  hooks = loop.EpochHooks(evaluate=evaluate,
+                          report=functools.partial(report_epoch, config, workdir))
+  return loop.train_in_workdir(build_task(config, data), config, workdir, hooks,
+                               best_metric='val_fid' if evaluate_generator else '')
 
 
 def restore_generator(config: ml_collections.ConfigDict, workdir: Path):

@@ -58,6 +58,18 @@ class FashionMnist:
                         self.test_images[test], self.test_labels[test])
 
 
+def validation_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+  """Sorted indices of a class-stratified random subset of `size` of the training examples.
+
+  The cGAN's validation images: every choice (per-epoch curves, checkpoint kept, recipe
+  comparisons) compares generated images with these, never with the test set.
+  """
+  from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
+  _, chosen = train_test_split(np.arange(len(labels)), test_size=size, stratify=labels,
+                               random_state=seed)
+  return np.sort(chosen)
+
+
 def load_fashion_mnist(data_dir: str = '') -> FashionMnist:
   """Finds (see `data_files.find_data_file`), downloads if need be, verifies and reads the data.
 

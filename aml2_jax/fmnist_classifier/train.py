@@ -93,13 +93,18 @@ def build_task(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
                         num_examples=len(labels), meta=meta)
 
 
-def train_classifier(config, workdir: Path, images, labels, test_images, test_labels,
-                     meta: dict) -> TrainState:
-  """Trains (or resumes) the CNN on the given arrays, checkpointing in `workdir`."""
+def train_classifier(config, workdir: Path, images, labels, meta: dict,
+                     val: tuple[np.ndarray, np.ndarray] | None = None) -> TrainState:
+  """Trains (or resumes) the CNN on the given arrays, checkpointing in `workdir`.
+
+  `val` (images, labels), when given, is scored after every epoch as `val_accuracy`. The test
+  set never is: the caller scores it once, on the final model.
+  """
   model = make_model(config)
-  hooks = loop.EpochHooks(evaluate=lambda state: {
-      'test_accuracy': accuracy(model, state.params, test_images, test_labels)})
-  return loop.train_in_workdir(build_task(config, images, labels, meta), config, workdir, hooks)
+  evaluate = (lambda state: {}) if val is None else (
+      lambda state: {'val_accuracy': accuracy(model, state.params, *val)})
+  return loop.train_in_workdir(build_task(config, images, labels, meta), config, workdir,
+                               loop.EpochHooks(evaluate=evaluate))
 
 
 def model_meta(config: ml_collections.ConfigDict, experiment: str = 'fmnist_classifier') -> dict:

@@ -2,8 +2,8 @@
 
 The fast paths compute the same model (same parameters, initialisers and outputs, or the same
 dropout statistics) as the plain code, in a way XLA:CPU runs faster; `tests/test_fast_ops.py`
-checks each pair. The benchmark (`python -m aml2_jax.bench`) measures what they buy; the README's
-performance section has the figures. `config.model.ops` picks the path:
+checks each pair. The benchmark (`python -m aml2_jax.bench`) measures what they buy; docs/performance.md
+has the figures. `config.model.ops` picks the path:
 
   'auto'   the fast path on the CPU backend, the plain one on GPU and TPU (the default);
   'fast'   the fast path everywhere;

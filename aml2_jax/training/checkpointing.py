@@ -36,6 +36,19 @@ from aml2_jax.runtime import faults, sharding, storage
 from aml2_jax.training import checkpoint_integrity as integrity
 from aml2_jax.training.checkpoint_integrity import DAMAGED_SUFFIX, MANIFEST, DamagedCheckpoint
 
+def _step_metadata_readable(directory: Path) -> bool:
+  for path in (p for name in _STEP_JSON_FILES for p in directory.glob(f'*/{name}')):
+    try:
+      json.loads(path.read_text())
+    except (OSError, ValueError):
+      return False
+  return True
+
+
+# orbax's per-step JSON files that it parses when it tracks a best step.
+_STEP_JSON_FILES = ('_CHECKPOINT_METADATA', 'metrics/metrics')
+
+
 class Checkpointer:
   """An orbax `CheckpointManager` for one workdir: keeps the latest K and the best one.
 
@@ -52,13 +65,17 @@ class Checkpointer:
     self.best_metric = best_metric
     policy = [policies.LatestN(n=keep)]
     best_fn = None
-    if best_metric:
+    # orbax parses every step's metrics when it opens the folder and fails on a damaged file:
+    # then it opens without them (and without best-step tracking), and the damage is found and
+    # handled by the manifest check instead.
+    readable = _step_metadata_readable(self.directory)
+    if best_metric and readable:
       best_fn = lambda metrics: metrics[best_metric]
       policy.append(policies.BestN(get_metric_fn=best_fn, reverse=best_mode == 'min', n=1,
                                    keep_checkpoints_without_metrics=False))
     # best_fn must be set for orbax to write the metrics at all; the policy decides what stays.
     options = ocp.CheckpointManagerOptions(
-        best_fn=best_fn, best_mode=best_mode, create=True,
+        best_fn=best_fn, best_mode=best_mode, create=True, lightweight_initialize=not readable,
         preservation_policy=policies.AnyPreservationPolicy(policy))
     with storage.writing(self.directory, '--workdir'):
       self.manager = ocp.CheckpointManager(self.directory, options=options)
