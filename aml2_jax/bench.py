@@ -9,6 +9,10 @@ achieved GFLOP/s over the f32 matmul rate measured in the same process at the st
 matmul shape (what that shape allows), and over the rate of a large square matmul (what the
 device can do). Memory is the process's peak RSS on CPU, the device's peak bytes in use on a GPU
 or TPU.
+
+Seeds in one program (`--seeds=N`, spam models): the same chunk timing for N seeds stacked on a
+seed axis (`training.seed_batch`, as `config.seeds_in_one_program` trains them), reported as
+seed-steps/s against the single-seed step rate (N runs one after another), and their ratio.
 """
 
 import json
@@ -31,6 +35,8 @@ _PEERS = flags.DEFINE_bool('peers', False, 'Also time the PyTorch and Keras peer
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'With --peers: interleaved rounds (medians kept).')
 _SECONDS = flags.DEFINE_float('seconds', 5.0, 'Minimum length of one timed run.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per measurement (the median is kept).')
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'Also time this many seeds in one program for the '
+                              'models of SEED_BATCH_MODELS (0 or 1: skip).')
 
 # config name -> the dominant matmul [m, k, n] of its train step at the config's batch size.
 MODELS = {
@@ -40,6 +46,7 @@ MODELS = {
     'textgen_lstm': (128, 128, 512),
     'cgan': (128, 784, 1024),  # D's first layer (images) on real + fake.
 }
+SEED_BATCH_MODELS = ('spam_rnn', 'spam_lstm')  # Can train several seeds in one program.
 
 
 def matmul_gflops(m: int, k: int, n: int, seconds: float) -> float:
@@ -90,26 +97,22 @@ def step_flops(experiment, config, data) -> float:
   return float(cost['flops'])
 
 
-def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
-  """Benchmarks one model in this process; returns its JSON record."""
+def time_chunks(task, config, seconds: float, repeats: int) -> tuple[float, list[float], int]:
+  """(compile s, ms per step of each timed run, steps per call) of `task`'s jitted train chunk,
+  driven the way the loop drives it (a seed batch's steps count once for all its seeds)."""
   import jax
-  from aml2_jax import experiment as experiment_lib
   from aml2_jax.training import loop as train_loop
   from aml2_jax.runtime import sharding
   from aml2_jax.training import config as config_lib
-  from aml2_jax.training.config import load_config
-  config = load_config(name, variant)
-  experiment = experiment_lib.get(config.experiment)
-  data = experiment.load_data(config)
-  task = experiment.build_task(config, data)
   mesh = sharding.data_mesh(config.num_devices)
   device_data = sharding.replicate(task.data, mesh)
-  sums = train_loop.zero_sums(task.train_step, task.state, device_data, config.batch_size)
+  sums = train_loop.zero_sums(task.train_step, task.state, device_data,
+                              train_loop.batch_shape(task, config.batch_size))
   state, sums = sharding.replicate((task.state, sums), mesh)
   chunk = train_loop.make_train_chunk(task.train_step, task.compiler_options)
-  order = train_loop.epoch_order(config.seed, 0, task.num_examples, config.batch_size)
+  order = train_loop.task_epoch_order(task, config.seed, 0, config.batch_size)
   n = min(config_lib.per_backend(config, 'steps_per_call', config.steps_per_call), len(order))
-  batch = lambda i: sharding.shard_batch_axis(order[(i * n) % (len(order) - n + 1):][:n], mesh, 1)
+  batch = lambda i: sharding.shard_batch_axis(order[(i * n) % (len(order) - n + 1):][:n], mesh, -1)
 
   start = time.perf_counter()
   compiled = chunk.lower(state, sums, device_data, batch(0)).compile()
@@ -124,6 +127,40 @@ def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
       calls += 1
     jax.block_until_ready(last)
     step_ms.append((time.perf_counter() - start) / (calls * n) * 1000)
+  return compile_s, step_ms, n
+
+
+def bench_seeds(name: str, variant: str, num_seeds: int, seconds: float, repeats: int) -> dict:
+  """Seeds-in-one-program fields of a model's record: `num_seeds` seeds, each on its own split
+  (as `config.num_seeds` trains them), stacked into one vmapped program."""
+  from aml2_jax import experiment as experiment_lib
+  from aml2_jax.spam import seeds as spam_seeds
+  from aml2_jax.training import seed_batch
+  from aml2_jax.training.config import load_config
+  config = load_config(name, variant)
+  config.num_seeds = num_seeds
+  experiment = experiment_lib.get(config.experiment)
+  runs = spam_seeds.run_configs(config)
+  tasks = [experiment.build_task(run, experiment.load_data(run)) for run in runs]
+  task = seed_batch.stack_tasks(tasks, [run.seed for run in runs])
+  compile_s, step_ms, _ = time_chunks(task, config, seconds, repeats)
+  ms = statistics.median(step_ms)
+  return {'seeds': num_seeds, 'seeds_compile_s': round(compile_s, 2),
+          'seeds_ms_per_step': round(ms, 3),
+          'seed_steps_per_s_one_program': round(num_seeds / (ms / 1000), 1),
+          'seeds_repeats_ms': [round(t, 3) for t in step_ms]}
+
+
+def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
+  """Benchmarks one model in this process; returns its JSON record."""
+  import jax
+  from aml2_jax import experiment as experiment_lib
+  from aml2_jax.training.config import load_config
+  config = load_config(name, variant)
+  experiment = experiment_lib.get(config.experiment)
+  data = experiment.load_data(config)
+  task = experiment.build_task(config, data)
+  compile_s, step_ms, n = time_chunks(task, config, seconds, repeats)
   ms = statistics.median(step_ms)
   memory_kind, memory_mb = peak_memory_mb()  # Before the matmul probes add their own.
   flops = step_flops(experiment, config, data)
@@ -152,11 +189,32 @@ def print_table(records: list[dict]) -> None:
           f'{r["utilisation_of_large_matmul"]:>6.2f}')
 
 
+def with_seeds(record: dict, seeds: dict) -> dict:
+  """`record` with the seeds-in-one-program fields and their ratio to N runs one after another."""
+  # N runs one after another take N times as long for N times the steps: one seed's step rate.
+  sequential = 1000 / record['ms_per_step']
+  speedup = seeds['seed_steps_per_s_one_program'] / sequential
+  return {**record, **seeds, 'seed_steps_per_s_sequential': round(sequential, 1),
+          'seeds_speedup': round(speedup, 2)}
+
+
+def print_seeds(records: list[dict]) -> None:
+  for r in records:
+    if 'seeds' in r:
+      print(f'{r["model"]}: {r["seeds"]} seeds in one program {r["seed_steps_per_s_one_program"]:,.0f}'
+            f' seed-steps/s, one after another {r["seed_steps_per_s_sequential"]:,.0f}: '
+            f'{r["seeds_speedup"]:.2f}x')
+
+
 def main(argv):
   del argv
   if _CHILD.value:
     seconds, repeats = _timing()
-    print(json.dumps(bench_one(_CHILD.value, _VARIANT.value, seconds, repeats)))
+    record = bench_one(_CHILD.value, _VARIANT.value, seconds, repeats)
+    if _SEEDS.value > 1 and _CHILD.value in SEED_BATCH_MODELS:
+      record = with_seeds(record, bench_seeds(_CHILD.value, _VARIANT.value, _SEEDS.value,
+                                              seconds, repeats))
+    print(json.dumps(record))
     return
   unknown = [m for m in _MODELS.value if m not in MODELS]
   if unknown:
@@ -171,6 +229,7 @@ def main(argv):
   else:
     records = [run_child(name) for name in _MODELS.value]
     print_table(records)
+    print_seeds(records)
     output = records
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
@@ -188,6 +247,7 @@ def run_child(name: str, variant: str | None = None) -> dict:
     variant = 'smoke' if _TINY.value else ''
   args = [sys.executable, '-m', 'aml2_jax.bench', f'--child={name}', f'--variant={variant}']
   args += ['--tiny'] if _TINY.value else [f'--seconds={_SECONDS.value}', f'--repeats={_REPEATS.value}']
+  args += [f'--seeds={_SEEDS.value}']
   result = subprocess.run(args, capture_output=True, text=True)
   if result.returncode:
     sys.exit(f'error: benchmarking {name} failed:\n{result.stderr[-3000:]}')

@@ -8,9 +8,9 @@ Seeds:    --config.num_seeds=5     (runs/spam_lstm/seed_<k>/; mean ± std in its
 Study:    --noconfig.data.dedup --config.data.tokenizer_fit=all
 Predict:  python launch.py --config=configs/spam_lstm.py --mode=predict --text="WIN a prize now"
 Summary:  python launch.py --config=configs/spam_lstm.py --mode=summary   (260,657 params)
-Expect:   mean of 5 seeds: test accuracy 98.7% and precision 97.9% deduplicated (the default),
-          98.9% / 98.0% with duplicates kept; about 20-25 s a seed on a 2-core CPU.
-          README.md has the measured table.
+Expect:   mean of 5 seeds: test accuracy about 98.7% deduplicated (the default), 98.9% with
+          duplicates kept; about 30-40 s a seed on a 2-core AMD EPYC CPU. docs/spam.md has the
+          measured tables.
 Smoke:    python launch.py --config=configs/spam_lstm.py:smoke --workdir=/tmp/spam_smoke
 """
 

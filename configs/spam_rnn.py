@@ -3,14 +3,17 @@
 Dense(256) has ReLU and dropout 0.25 after it; the logit's sigmoid is in the loss.
 
 Run:      python launch.py --config=configs/spam_rnn.py      (workdir runs/spam_rnn)
-Seeds:    --config.num_seeds=5     (runs/spam_rnn/seed_<k>/; mean ± std in its results.json)
+Seeds:    --config.num_seeds=5     (runs/spam_rnn/seed_<k>/; mean ± std in its results.json); the
+          seeds train in one program, vmapped over a seed axis, each on its own split and data
+          order (the results of training them one after another, up to float rounding);
+          --noconfig.seeds_in_one_program trains them one after another
 Study:    --noconfig.data.dedup --config.data.tokenizer_fit=all   (duplicates kept, vocabulary fit
           on all messages, as the study did; the study had no validation part)
 Predict:  python launch.py --config=configs/spam_rnn.py --mode=predict --text="WIN a FREE prize now"
 Summary:  python launch.py --config=configs/spam_rnn.py --mode=summary    (261,361 params)
-Expect:   mean of 5 seeds, measured with the earlier two-way split (exact-copy dedup, per-epoch
-          metrics on test): test accuracy 98.1% and precision 96.6% deduplicated, 98.8% / 98.2%
-          with duplicates kept; about 10 s a seed on a 2-core CPU. README.md has the table.
+Expect:   mean of 5 seeds: test accuracy about 98.8% deduplicated (the default), 98.9% with
+          duplicates kept; about 15-20 s a seed on a 2-core AMD EPYC CPU. docs/spam.md has the
+          measured tables.
 Smoke:    python launch.py --config=configs/spam_rnn.py:smoke --workdir=/tmp/spam_smoke
 """
 
@@ -22,6 +25,9 @@ def get_config(variant: str = ''):
   config.num_epochs = 10  # The study's 10 epochs.
   config.batch_size = 32  # Keras' default batch, as in the study.
   config.num_seeds = 1  # Train seeds seed, seed+1, ...; each in <workdir>/seed_<seed>/.
+  # Several seeds train side by side in one jitted program (seed axis, vmapped step); False: one
+  # after another. Either way each seed's directory, split and results are its own.
+  config.seeds_in_one_program = True
   # Test with the epoch of the lowest validation loss instead of the last one (the study's 10th).
   config.keep_best_val_epoch = False
   config.model = dict(

@@ -56,12 +56,13 @@ def param_trees(config: ml_collections.ConfigDict) -> dict:
 
 
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:
-  """Trains every seed (resuming where checkpoints exist), then writes the summary."""
+  """Trains every seed (resuming where checkpoints exist), then writes the summary.
+
+  With `config.seeds_in_one_program`, several seeds train in one program (see `seeds`).
+  """
   with WorkdirLock(workdir):
     write_config(workdir, config)
-    corpus = input_pipeline.load_corpus(config)
-    per_seed = {run.seed: train_lib.train_run(run, seeds.seed_dir(workdir, run.seed), corpus)
-                for run in seeds.run_configs(config)}
+    per_seed = seeds.train_seeds(config, workdir, input_pipeline.load_corpus(config))
     return seeds.write_summary(config, workdir, per_seed)
 
 

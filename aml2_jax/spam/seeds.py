@@ -5,16 +5,32 @@ its own checkpoints, `tokenizer.json`, `split.json`, metrics and `results.json`;
 `results.json` holds the mean and std over seeds. With `config.data.split_per_seed` seed k also
 splits with `split_seed + k`, so the spread includes the luck of the split, not only of the
 initialisation.
+
+With `config.seeds_in_one_program` (the default) the N seeds train side by side in one jitted
+program (`training.seed_batch`: params, optimizer state and RNG on a leading seed axis, the step
+vmapped), each on its own split, tokenizer and data order: the same results as N runs one after
+another up to float rounding, with one compilation instead of N (`python -m aml2_jax.bench
+--seeds=N` measures the step rate it gives). Each seed's directory is still written as its own run would write it (checkpoints
+with its own best epoch, per-epoch metrics), so eval, predict and resuming work per seed. Seeds
+whose training parts differ in size cannot share a program: they train one after another.
 """
 
+import contextlib
+import functools
+import time
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 
 from aml2_jax import console
-from aml2_jax.spam import metrics
-from aml2_jax.runtime.metrics_logging import write_json
+from aml2_jax.datasets import sms
+from aml2_jax.spam import metrics, train as train_lib
+from aml2_jax.spam.input_pipeline import SpamSplit, prepare_split
+from aml2_jax.training import loop, seed_batch
+from aml2_jax.training.checkpointing import Checkpointer
+from aml2_jax.runtime.metrics_logging import MetricLogger, write_json
+from aml2_jax.runtime.workdir import WorkdirLock
 
 AGGREGATED = tuple(f'test_{name}' for name in ('loss',) + metrics.SCALAR_NAMES) + (
     'train_wall_s',)
@@ -35,6 +51,78 @@ def run_configs(config: ml_collections.ConfigDict) -> list[ml_collections.Config
 
 def seed_dir(workdir: Path, seed: int) -> Path:
   return Path(workdir) / f'seed_{seed}'
+
+
+def train_seeds(config: ml_collections.ConfigDict, workdir: Path,
+                corpus: sms.SmsSpam) -> dict[int, dict]:
+  """Trains (or resumes) every seed: in one program when the config asks and the splits allow,
+  else one after another. Returns each seed's results."""
+  runs = run_configs(config)
+  if config.num_seeds > 1 and config.seeds_in_one_program:
+    splits = [prepare_split(corpus, run) for run in runs]
+    sizes = [len(split.train_labels) for split in splits]
+    if len(set(sizes)) == 1:
+      return train_in_one_program(runs, workdir, corpus, splits)
+    console.warn(f'note: the seeds\' training parts differ in size ({sizes}); they train one '
+                 'after another instead of in one program.')
+  return {run.seed: train_lib.train_run(run, seed_dir(workdir, run.seed), corpus) for run in runs}
+
+
+def train_in_one_program(runs: list[ml_collections.ConfigDict], workdir: Path,
+                         corpus: sms.SmsSpam, splits: list[SpamSplit]) -> dict[int, dict]:
+  """Trains the seeds of `runs` side by side in one program (see the module docstring).
+
+  Args:
+    runs: one config per seed (`run_configs`).
+    workdir: the seeds' parent directory.
+    corpus: the messages.
+    splits: each seed's split, with training parts of one size.
+  """
+  dirs = [seed_dir(workdir, run.seed) for run in runs]
+  with contextlib.ExitStack() as stack:
+    tasks, resumed_from = [], []
+    for run, run_dir, split in zip(runs, dirs, splits):
+      run_dir.mkdir(parents=True, exist_ok=True)
+      stack.enter_context(WorkdirLock(run_dir))
+      task, resumed = train_lib.prepare_run(run, run_dir, corpus, split)
+      tasks.append(task)
+      resumed_from.append(resumed)
+    task = seed_batch.stack_tasks(tasks, [run.seed for run in runs])
+    hooks = loop.EpochHooks(evaluate=functools.partial(_epoch_metrics, runs, splits))
+    start = time.perf_counter()
+    state = _train_stacked(task, runs[0], workdir, dirs, hooks)
+    # The program's wall time, shared out: the summary's mean is then a seed's cost.
+    wall_s = (time.perf_counter() - start) / len(runs)
+    results = {}
+    for k, (run, run_dir, split) in enumerate(zip(runs, dirs, splits)):
+      extra = {'train_wall_s': round(wall_s, 1), 'resumed_from_step': resumed_from[k],
+               'trained_in_one_program_with_seeds': [r.seed for r in runs]}
+      results[run.seed] = train_lib.finish_run(run, run_dir, split,
+                                               seed_batch.take(state.params, k),
+                                               loop.first_step(state), extra)
+    return results
+
+
+def _train_stacked(task: loop.TrainTask, config: ml_collections.ConfigDict, workdir: Path,
+                   dirs: list[Path], hooks: loop.EpochHooks):
+  """`loop.train` of a seed batch, with each seed's checkpoints and metrics in its directory."""
+  ckpt = seed_batch.SeedCheckpointers(
+      [Checkpointer(d / 'checkpoints', config.keep_checkpoints, train_lib.BEST_METRIC)
+       for d in dirs], Path(workdir) / 'seed_*' / 'checkpoints')
+  logger = seed_batch.SeedLoggers([MetricLogger(d) for d in dirs])
+  try:
+    return loop.train(task, config, ckpt, logger, hooks)
+  finally:
+    logger.close()
+    ckpt.close()
+
+
+def _epoch_metrics(runs: list[ml_collections.ConfigDict], splits: list[SpamSplit],
+                   state) -> dict[str, np.ndarray]:
+  """Every seed's `train.epoch_metrics`, as arrays [seeds]."""
+  per_seed = [train_lib.epoch_metrics(run, split, seed_batch.take(state, k))
+              for k, (run, split) in enumerate(zip(runs, splits))]
+  return {name: np.array([m[name] for m in per_seed]) for name in per_seed[0]}
 
 
 def summarize(config: ml_collections.ConfigDict, per_seed: dict[int, dict]) -> dict:

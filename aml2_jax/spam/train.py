@@ -123,26 +123,42 @@ def train_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.SmsS
   """Trains (or resumes) one seed in `run_dir`, then writes its `results.json`."""
   run_dir.mkdir(parents=True, exist_ok=True)
   with WorkdirLock(run_dir):
-    write_config(run_dir, config)
     split = prepare_split(corpus, config)
-    console.say(describe(config, corpus, split))
-    meta = train_meta(config, vocab_digest(split.tokenizer))
-    task = dataclasses.replace(build_task(config, split), meta=meta)
-    # Refuse before replacing the vocabulary the existing checkpoint needs.
-    resumed_from = restore.refuse_incompatible(run_dir, meta)
-    if console.is_main_process():
-      split.tokenizer.save(run_dir / TOKENIZER_FILE)
-    write_json(run_dir / SPLIT_FILE, split_record(corpus, split))
+    task, resumed_from = prepare_run(config, run_dir, corpus, split)
     hooks = loop.EpochHooks(evaluate=functools.partial(epoch_metrics, config, split))
     start = time.perf_counter()
     state = loop.train_in_workdir(task, config, run_dir, hooks, best_metric=BEST_METRIC)
-    wall_s = time.perf_counter() - start
-    plot_curves(run_dir, ['train_loss', 'val_loss', 'val_accuracy', 'val_f1'])
-    params, step = state.params, int(state.step)
-    if config.keep_best_val_epoch:
-      params, _, _, step = restore_for_eval(config, run_dir, run_dir.parent)
-    extra = {'train_wall_s': round(wall_s, 1), 'resumed_from_step': resumed_from or 0}
-    return write_run_results(config, run_dir, params, split, step, extra)
+    extra = {'train_wall_s': round(time.perf_counter() - start, 1),
+             'resumed_from_step': resumed_from}
+    return finish_run(config, run_dir, split, state.params, int(state.step), extra)
+
+
+def prepare_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.SmsSpam,
+                split: SpamSplit) -> tuple[loop.TrainTask, int]:
+  """(the task, the step it resumes from or 0) of one seed, after writing its run files.
+
+  Writes the config, tokenizer and split into `run_dir` (which must exist and be locked),
+  refusing first a checkpoint there that was made for other data.
+  """
+  write_config(run_dir, config)
+  console.say(describe(config, corpus, split))
+  meta = train_meta(config, vocab_digest(split.tokenizer))
+  task = dataclasses.replace(build_task(config, split), meta=meta)
+  # Refuse before replacing the vocabulary the existing checkpoint needs.
+  resumed_from = restore.refuse_incompatible(run_dir, meta)
+  if console.is_main_process():
+    split.tokenizer.save(run_dir / TOKENIZER_FILE)
+  write_json(run_dir / SPLIT_FILE, split_record(corpus, split))
+  return task, resumed_from or 0
+
+
+def finish_run(config: ml_collections.ConfigDict, run_dir: Path, split: SpamSplit, params,
+               step: int, extra: dict) -> dict:
+  """Plots a trained seed's curves and writes its results (of the epoch the config selects)."""
+  plot_curves(run_dir, ['train_loss', 'val_loss', 'val_accuracy', 'val_f1'])
+  if config.keep_best_val_epoch:
+    params, _, _, step = restore_for_eval(config, run_dir, run_dir.parent)
+  return write_run_results(config, run_dir, params, split, step, extra)
 
 
 def steps_per_epoch(config, split: SpamSplit) -> int:

@@ -8,6 +8,10 @@ data order, the fused step chunks, progress bars, logging, checkpoints, resumpti
 Exact resumption: epoch `e`'s order is a permutation drawn from `(seed, e)`, the step's randomness
 comes from `fold_in(key, step)`, and the running sums of the epoch's metrics are saved with the
 state, so a run restarted from any checkpoint ends with the same parameters and metrics.
+
+Seed batches: a task made by `seed_batch.stack_tasks` trains several seeds in one program. Its
+state, data and metrics have a leading seed axis and each seed draws its own epoch order, so the
+loop gives it batch indices [steps, seeds, batch] and keeps every metric per seed.
 """
 
 import dataclasses
@@ -43,6 +47,8 @@ class TrainTask:
       (e.g. a plateau schedule); the identity by default.
     meta: the JSON record saved with every checkpoint (see `checkpointing.check_compatible`).
     compiler_options: XLA options for compiling the step chunk (see `layers.fast_ops`).
+    seeds: for a seed batch (see `seed_batch`), the seed of each slice of the leading axis, which
+      draws that slice's epoch order; () for one run, whose order comes from `config.seed`.
   """
   state: Any
   train_step: Callable[[Any, Any, jax.Array], tuple[Any, Metrics]]
@@ -51,6 +57,7 @@ class TrainTask:
   end_epoch: Callable[[Any, dict], Any] = lambda state, metrics: state
   meta: dict = dataclasses.field(default_factory=dict)
   compiler_options: dict = dataclasses.field(default_factory=dict)
+  seeds: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,19 @@ def epoch_order(seed: int, epoch: int, num_examples: int, batch_size: int) -> np
   order = np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
   steps = num_examples // batch_size
   return order[:steps * batch_size].reshape(steps, batch_size)
+
+
+def task_epoch_order(task: TrainTask, seed: int, epoch: int, batch_size: int) -> np.ndarray:
+  """`epoch_order` of `seed`, or for a seed batch each seed's own: [steps, seeds, batch]."""
+  if not task.seeds:
+    return epoch_order(seed, epoch, task.num_examples, batch_size)
+  # Each seed's order is the one its own run would draw, so a batched seed equals its solo run.
+  return np.stack([epoch_order(s, epoch, task.num_examples, batch_size) for s in task.seeds], 1)
+
+
+def batch_shape(task: TrainTask, batch_size: int) -> tuple[int, ...]:
+  """The shape of one step's batch indices: [batch], or [seeds, batch] for a seed batch."""
+  return (len(task.seeds), batch_size) if task.seeds else (batch_size,)
 
 
 def make_train_chunk(train_step: Callable, compiler_options: dict | None = None) -> Callable:
@@ -100,11 +120,17 @@ def make_train_chunk(train_step: Callable, compiler_options: dict | None = None)
   return jax.jit(chunk, donate_argnums=(0, 1), compiler_options=compiler_options)
 
 
-def zero_sums(train_step: Callable, state: Any, data: Any, batch_size: int) -> Metrics:
-  """All-zero running sums with the structure of the step's metrics (found by tracing only)."""
-  batch_idx = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
+def zero_sums(train_step: Callable, state: Any, data: Any,
+              batch_size: int | tuple[int, ...]) -> Metrics:
+  """All-zero running sums with the structure of the step's metrics (found by tracing only).
+
+  `batch_size` may be a whole batch-index shape: [seeds, batch] gives per-seed sums [seeds].
+  """
+  shape = (batch_size,) if isinstance(batch_size, int) else tuple(batch_size)
+  batch_idx = jax.ShapeDtypeStruct(shape, jnp.int32)
   _, metrics = jax.eval_shape(train_step, state, data, batch_idx)
-  return {**{k: jnp.zeros((), jnp.float32) for k in metrics}, 'num_steps': jnp.zeros((), jnp.float32)}
+  zeros = lambda: jnp.zeros(shape[:-1], jnp.float32)
+  return {**{k: zeros() for k in metrics}, 'num_steps': zeros()}
 
 
 class StopSignal:
@@ -131,11 +157,18 @@ class Interrupted(Exception):
   """Training was stopped by a signal after saving a checkpoint."""
 
 
-def means(sums: Metrics) -> dict[str, float]:
-  """Epoch means of the running sums (one device-to-host transfer)."""
+def means(sums: Metrics) -> dict[str, Any]:
+  """Epoch means of the running sums (one device-to-host transfer): floats, or per-seed arrays
+  [seeds] for a seed batch."""
   sums = jax.device_get(sums)
-  count = max(float(sums['num_steps']), 1.0)
-  return {k: float(v) / count for k, v in sums.items() if k != 'num_steps'}
+  count = np.maximum(np.asarray(sums['num_steps'], np.float64), 1.0)
+  means_ = {k: np.asarray(v, np.float64) / count for k, v in sums.items() if k != 'num_steps'}
+  return {k: float(v) if v.ndim == 0 else v for k, v in means_.items()}
+
+
+def first_step(state: Any) -> int:
+  """The step count of a state (a seed batch's seeds all share it)."""
+  return int(np.ravel(jax.device_get(state.step))[0])
 
 
 class Trainer:
@@ -170,9 +203,10 @@ class Trainer:
     `config.checkpoint_every_steps` steps, and on SIGINT/SIGTERM before raising `Interrupted`.
     """
     console.say(f'training on {sharding.describe(self.mesh)}')
-    sums = zero_sums(self.task.train_step, self.task.state, self.data, self.config.batch_size)
+    sums = zero_sums(self.task.train_step, self.task.state, self.data,
+                     batch_shape(self.task, self.config.batch_size))
     state, sums = self._resume(*sharding.replicate((self.task.state, sums), self.mesh))
-    step = int(state.step)
+    step = first_step(state)
     with self.stop:
       for epoch in range(step // self.steps_per_epoch, self.config.num_epochs):
         state, sums, step = self._run_epoch(state, sums, epoch, step)
@@ -197,14 +231,15 @@ class Trainer:
   def _run_epoch(self, state: Any, sums: Metrics, epoch: int, step: int):
     """Runs the rest of one epoch from `step`; returns (state, sums, step)."""
     config = self.config
-    order = epoch_order(config.seed, epoch, self.task.num_examples, config.batch_size)
+    order = task_epoch_order(self.task, config.seed, epoch, config.batch_size)
     position = step - epoch * self.steps_per_epoch
     bar = progress_bar(self.steps_per_epoch, f'epoch {epoch + 1}/{config.num_epochs}',
                        initial=position)
     pending = None  # The previous chunk's last metrics: blocking on them keeps one chunk in flight.
     while position < self.steps_per_epoch:
       n = min(self.steps_per_call, self.steps_per_epoch - position)
-      batch_idx = sharding.shard_batch_axis(order[position:position + n], self.mesh, axis=1)
+      # The batch is the last axis, after the steps (and a seed batch's seeds).
+      batch_idx = sharding.shard_batch_axis(order[position:position + n], self.mesh, axis=-1)
       state, sums, last = self.train_chunk(state, sums, self.data, batch_idx)
       if pending is not None:
         self._check_finite(jax.device_get(pending[0]), pending[1])
@@ -242,7 +277,8 @@ class Trainer:
     return state, sums
 
   def _check_finite(self, metrics: dict, step: int) -> None:
-    bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+    # Any seed of a seed batch diverging stops the batch: its seeds share one program.
+    bad = {k: v for k, v in metrics.items() if not np.all(np.isfinite(v))}
     if bad:
       last = self.ckpt.latest_step()
       kept = f'the last good checkpoint (step {last}) is kept' if last else 'no checkpoint was saved'
