@@ -21,6 +21,11 @@ from typing import Callable
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEERS = ('torch', 'torch_compile', 'keras_jax')
 OURS = 'aml2_jax'
+# What only our records hold (medians over rounds kept): the utilisation columns and the seeds'
+# one-program throughput (see `aml2_jax.bench`).
+OURS_ONLY = ('utilisation', 'utilisation_of_large_matmul', 'achieved_gflops', 'peak_gflops',
+             'large_matmul_gflops', 'seeds', 'seeds_ms_per_step', 'seed_steps_per_s_one_program',
+             'seed_steps_per_s_sequential', 'seeds_speedup')
 
 
 def run_peer(framework: str, model: str, seconds: float, repeats: int) -> dict:
@@ -77,7 +82,7 @@ def _summarise(by_impl: dict[str, list[dict]]) -> dict:
                          (r['batch_size'] for r in records if 'batch_size' in r), None)}
     if errors:
       summary[impl]['error'] = errors[0]
-    for key in ('utilisation', 'utilisation_of_large_matmul', 'achieved_gflops'):  # Ours only.
+    for key in OURS_ONLY:
       values = [r[key] for r in records if key in r]
       if values:
         summary[impl][key] = round(statistics.median(values), 3)

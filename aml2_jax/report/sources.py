@@ -16,6 +16,7 @@ RECORD_MISSING = 'run record missing'
 # The runs the tables know, by key (their folder under results/).
 SPAM_RUNS = tuple(f'spam/{cell}_{protocol}' for protocol in ('study', 'dedup')
                   for cell in ('rnn', 'lstm'))
+BEST_VAL_SUFFIX = '_best_val'  # The same spam run, tested at the epoch of lowest validation loss.
 TEXTGEN_RUNS = tuple(f'textgen/{cell}_{objective}' for cell in ('lstm', 'rnn')
                      for objective in ('next_char', 'all_chars'))
 TEXTGEN_BASELINES = 'textgen/baselines'

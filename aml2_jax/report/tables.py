@@ -5,6 +5,7 @@ from files under `root/results/`. A run that does not exist yet is a row saying 
 same files always give the same text.
 """
 
+import statistics
 from pathlib import Path
 from typing import Callable
 
@@ -84,6 +85,33 @@ def _spam_full(protocol: str) -> Callable[[Path, Path], str]:
 
 def _per_seed(run: sources.Run, name: str) -> list:
   return [seed.get(name) for seed in (run.results.get('per_seed') or {}).values()]
+
+
+def _per_seed_mean_std(run: sources.Run, name: str) -> str:
+  """mean ± sample std (in %) of a metric only the seeds' own results hold."""
+  values = [v for v in _per_seed(run, name) if isinstance(v, (int, float))]
+  if not values:
+    return DASH
+  std = statistics.stdev(values) if len(values) > 1 else 0.0
+  return mean_std({name: statistics.fmean(values), f'{name}_std': std}, name)
+
+
+def spam_epoch_choice(root: Path, page_dir: Path) -> str:
+  """The study's last epoch against the epoch of the lowest validation loss, run by run."""
+  header = ['run', 'epoch used (per seed)', 'validation accuracy (%)', 'test accuracy (%)',
+            'F1, spam (%)']
+  rows, runs = [], []
+  for key in sources.SPAM_RUNS:
+    for suffix, what in (('', 'last'), (sources.BEST_VAL_SUFFIX, 'lowest validation loss')):
+      run = load_run(root, key + suffix)
+      runs.append(run)
+      if not run.exists:
+        rows.append([_label(key), what, NOT_RUN, DASH, DASH])
+        continue
+      rows.append([_label(key), f'{what}: {", ".join(map(str, run.results["epochs_used"]))}',
+                   _per_seed_mean_std(run, 'val_accuracy'), mean_std(run.results, 'test_accuracy'),
+                   mean_std(run.results, 'test_f1')])
+  return _block(table(header, rows), runs)
 
 
 def spam_splits(root: Path, page_dir: Path) -> str:
@@ -333,14 +361,34 @@ def bench_peers(root: Path, page_dir: Path) -> str:
   if not bench.get('models'):
     return f'Benchmark against the peers: {NOT_RUN}.'
   header = (['model', 'batch'] + [f'{label} ms/step' for label in figures.IMPLEMENTATIONS.values()]
-            + ['fastest peer', 'speed-up'])
+            + ['fastest peer', 'speed-up', 'utilisation: own shape', 'utilisation: machine'])
   rows = []
   for name, model in bench['models'].items():
-    rows.append([name, str((model.get('aml2_jax') or {}).get('batch_size', DASH))]
+    ours = model.get('aml2_jax') or {}
+    rows.append([name, str(ours.get('batch_size', DASH))]
                 + [number((model.get(impl) or {}).get('ms_per_step'), 2)
                    for impl in figures.IMPLEMENTATIONS]
                 + [figures.IMPLEMENTATIONS.get(model.get('fastest_peer'), DASH),
-                   f'{number(model.get("speedup_over_fastest_peer"), 2)}×'])
+                   f'{number(model.get("speedup_over_fastest_peer"), 2)}×',
+                   number(ours.get('utilisation'), 2),
+                   number(ours.get('utilisation_of_large_matmul'), 2)])
+  return f'{table(header, rows)}\n\n{_bench_provenance(root, bench)}'
+
+
+def bench_seeds(root: Path, page_dir: Path) -> str:
+  """Several seeds in one program against the same seeds one after another (steady state)."""
+  bench = _bench(root)
+  models = {name: (m.get('aml2_jax') or {}) for name, m in (bench.get('models') or {}).items()}
+  models = {name: ours for name, ours in models.items() if ours.get('seeds')}
+  if not models:
+    return f'Seeds in one program: {NOT_RUN}.'
+  header = ['model', 'seeds', 'one seed ms/step', 'all seeds in one program ms/step',
+            'seed-steps/s, one program', 'seed-steps/s, one after another', 'ratio']
+  rows = [[name, str(ours['seeds']), number(ours.get('ms_per_step'), 2),
+           number(ours.get('seeds_ms_per_step'), 2),
+           number(ours.get('seed_steps_per_s_one_program'), 0),
+           number(ours.get('seed_steps_per_s_sequential'), 0),
+           f'{number(ours.get("seeds_speedup"), 2)}×'] for name, ours in models.items()]
   return f'{table(header, rows)}\n\n{_bench_provenance(root, bench)}'
 
 
@@ -406,6 +454,7 @@ RENDERERS: dict[str, Callable[[Path, Path], str]] = {
     'spam_study': _spam_full('study'),
     'spam_splits': spam_splits,
     'spam_times': spam_times,
+    'spam_epoch_choice': spam_epoch_choice,
     'textgen_headline': textgen_headline,
     'textgen_results': textgen_results,
     'textgen_baselines': textgen_baselines,
@@ -416,6 +465,7 @@ RENDERERS: dict[str, Callable[[Path, Path], str]] = {
     'judge': judge,
     'bench_summary': bench_summary,
     'bench_peers': bench_peers,
+    'bench_seeds': bench_seeds,
     **{f'{page}_figures': _figure_links(page) for page in ('spam', 'textgen', 'cgan',
                                                             'performance')},
 }
