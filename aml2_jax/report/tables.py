@@ -108,7 +108,8 @@ def spam_epoch_choice(root: Path, page_dir: Path) -> str:
       if not run.exists:
         rows.append([_label(key), what, NOT_RUN, DASH, DASH])
         continue
-      rows.append([_label(key), f'{what}: {", ".join(map(str, run.results["epochs_used"]))}',
+      epochs = ', '.join(map(str, run.results.get('epochs_used') or [])) or DASH
+      rows.append([_label(key), f'{what}: {epochs}',
                    _per_seed_mean_std(run, 'val_accuracy'), mean_std(run.results, 'test_accuracy'),
                    mean_std(run.results, 'test_f1')])
   return _block(table(header, rows), runs)
