@@ -35,7 +35,7 @@ from aml2_jax.cgan import generate, metrics
 from aml2_jax.cgan.models import NUM_CLASSES
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.fmnist_classifier import train as classifier_lib
-from aml2_jax.runtime import faults, storage
+from aml2_jax.runtime import faults, run_record, storage
 from aml2_jax.training.config import load_config
 from aml2_jax.runtime.metrics_logging import write_json
 from aml2_jax.training.param_summary import count_params
@@ -65,7 +65,8 @@ class Judge:
       with storage.writing(self.workdir, '--config.eval.classifier_workdir'):
         self.workdir.mkdir(parents=True, exist_ok=True)
       start = time.perf_counter()
-      fmnist_classifier.train_and_evaluate(self.config, self.workdir)  # Resumes if cut short.
+      with run_record.RunRecorder(self.workdir, 'train'):  # Its run.json names this command.
+        fmnist_classifier.train_and_evaluate(self.config, self.workdir)  # Resumes if cut short.
       self.train_seconds = time.perf_counter() - start
     self.model = classifier_lib.make_model(self.config)
     self.params = classifier_lib.restore_params(self.config, self.workdir)
