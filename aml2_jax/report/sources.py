@@ -20,6 +20,7 @@ BEST_VAL_SUFFIX = '_best_val'  # The same spam run, tested at the epoch of lowes
 TEXTGEN_RUNS = tuple(f'textgen/{cell}_{objective}' for cell in ('lstm', 'rnn')
                      for objective in ('next_char', 'all_chars'))
 TEXTGEN_BASELINES = 'textgen/baselines'
+TEXTGEN_ONE_EPOCH = 'textgen/lstm_next_char_one_epoch'  # One whole epoch of the study's objective.
 CGAN_RUNS = ('cgan/default', 'cgan/study_recipe')
 JUDGE = 'fmnist_classifier/judge'
 MAIN_JOB = 'cgan/default'  # Published from a first run on a fresh checkout: the judge included.

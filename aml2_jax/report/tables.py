@@ -393,6 +393,19 @@ def bench_seeds(root: Path, page_dir: Path) -> str:
   return f'{table(header, rows)}\n\n{_bench_provenance(root, bench)}'
 
 
+def textgen_epoch(root: Path, page_dir: Path) -> str:
+  """One whole epoch of the study's objective, timed as a run (what 30 epochs cost)."""
+  run = load_run(root, sources.TEXTGEN_ONE_EPOCH)
+  header = ['run', 'steps of 128 windows', 'whole run (one epoch, validation, samples, test)',
+            'per step, all included', '30 epochs at that rate']
+  steps, wall = run.get('steps_per_epoch'), run.wall_s() or run.get('wall_s')
+  if not run.exists or not steps or not wall:
+    return table(header, [['LSTM, next_char', NOT_RUN] + [DASH] * 3])
+  row = ['LSTM, next_char', f'{steps:,}', duration(wall), f'{wall / steps * 1000:.1f} ms',
+         duration(30 * wall)]
+  return _block(table(header, [row]), [run])
+
+
 def main_job(root: Path, page_dir: Path) -> str:
   """End to end: the README's main command, timed as a user runs it, phase by phase."""
   run = load_run(root, sources.MAIN_JOB)
@@ -469,6 +482,7 @@ RENDERERS: dict[str, Callable[[Path, Path], str]] = {
     'bench_summary': bench_summary,
     'bench_peers': bench_peers,
     'bench_seeds': bench_seeds,
+    'textgen_epoch': textgen_epoch,
     **{f'{page}_figures': _figure_links(page) for page in ('spam', 'textgen', 'cgan',
                                                             'performance')},
 }
