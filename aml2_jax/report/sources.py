@@ -141,9 +141,16 @@ def provenance(runs: list[Run], commands_at: str | None = None) -> str:
       if command not in commands:
         commands.append(command)
     groups.setdefault(_provenance_key(last), []).extend(commands)
-  lines = [f'Measured on {machine}, {date}, commit {commit}: '
-           + (f'commands in {commands_at}.' if commands_at else f'{"; ".join(commands)}.')
-           for (machine, date, commit), commands in groups.items()]
+  if commands_at:  # The front page: one line per machine and day, the commits listed together.
+    merged: dict[tuple, list[str]] = {}
+    for machine, date, commit in groups:
+      merged.setdefault((machine, date), []).append(commit)
+    lines = [f'Measured on {machine}, {date}, {"commit" if len(commits) == 1 else "commits"} '
+             f'{", ".join(commits)}: commands in {commands_at}.'
+             for (machine, date), commits in merged.items()]
+  else:
+    lines = [f'Measured on {machine}, {date}, commit {commit}: {"; ".join(commands)}.'
+             for (machine, date, commit), commands in groups.items()]
   if missing:
     lines.append(f'{", ".join(missing)}: {RECORD_MISSING}.')
   return '\n\n'.join(lines)
