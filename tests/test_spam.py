@@ -268,12 +268,14 @@ def test_evaluation_compiles_once_for_any_params_and_size(tiny_root):
   config = _config('spam_lstm', tiny_root)
   split = input_pipeline.prepare_split(input_pipeline.load_corpus(config), config)
   model = make_model(config)
+  jitted = spam_train.logits_fn(model).jitted
+  before = jitted._cache_size()  # pylint: disable=protected-access  (other tests share the cache)
   for seed in (0, 1):  # New params each epoch must not recompile (they are an argument).
     config.seed = seed
     metrics = spam_train.evaluate_split(model, spam_train.create_train_state(config).params,
                                         split.test_ids, split.test_labels)
   spam_train.logits_fn(model)(spam_train.create_train_state(config).params, split.train_ids[:3])
-  assert spam_train.logits_fn(model).jitted._cache_size() == 1  # pylint: disable=protected-access
+  assert jitted._cache_size() - before <= 1  # pylint: disable=protected-access
   assert metrics['confusion_matrix'][0][0] + metrics['confusion_matrix'][0][1] == 18
 
 
