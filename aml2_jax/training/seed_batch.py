@@ -1,7 +1,8 @@
 """Several seeds of one experiment trained as one program: a leading seed axis and `jax.vmap`.
 
-Small models are launch-bound on a CPU: a step of a 32x32 recurrent layer costs little more for
-five seeds than for one. `stack_tasks` turns the `TrainTask`s of several seeds (same model and
+On an accelerator a small model's step costs little more for five seeds than for one; on a CPU,
+where a small step's work grows with every seed (see docs/performance.md), what one program saves
+is the compilations: one instead of one per seed. `stack_tasks` turns the `TrainTask`s of several seeds (same model and
 optimizer; own init, data split and order) into one task whose state and data have a leading
 seed axis and whose step is the seeds' own `train_step` under `jax.vmap`; the shared loop then
 draws each seed's epoch order from that seed (`TrainTask.seeds`), so every seed sees the batches
