@@ -117,12 +117,10 @@ class RunRecorder:
   def __init__(self, workdir: Path, mode: str, argv: list[str] | None = None):
     self.path = Path(workdir) / RUN_FILE
     self.workdir, self.mode, self.argv = Path(workdir), mode, argv
-    self.record, self.entry, self.start = None, None, time.perf_counter()
+    self.entry, self.start = None, time.perf_counter()
 
   def __enter__(self) -> 'RunRecorder':
-    self.record = read(self.workdir)
     self.entry = invocation(self.mode, self.argv)
-    self.record['invocations'].append(self.entry)
     self._write()
     return self
 
@@ -137,9 +135,18 @@ class RunRecorder:
     self._write()
 
   def _write(self) -> None:
+    """Merges this invocation into the file as it is now (another writer may have added to it)."""
     if not console.is_main_process():
       return
+    record = read(self.workdir)
+    mine = [i for i, entry in enumerate(record['invocations'])
+            if (entry.get('started'), entry.get('command')) == (self.entry['started'],
+                                                                self.entry['command'])]
+    if mine:
+      record['invocations'][mine[0]] = self.entry
+    else:
+      record['invocations'].append(self.entry)
     try:
-      storage.atomic_write_text(self.path, json.dumps(self.record, indent=2) + '\n', '--workdir')
+      storage.atomic_write_text(self.path, json.dumps(record, indent=2) + '\n', '--workdir')
     except storage.StorageError as e:
       console.warn(f'could not write {self.path} ({e}); the run goes on without its record.')
