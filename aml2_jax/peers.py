@@ -40,18 +40,12 @@ def run_peer(framework: str, model: str, seconds: float, repeats: int) -> dict:
 
 
 def machine() -> dict:
-  """What the comparison ran on."""
-  cpu = ''
-  if Path('/proc/cpuinfo').exists():
-    names = [l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
-             if l.startswith('model name')]
-    cpu = names[0] if names else ''
-  commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO_ROOT, capture_output=True,
-                          text=True).stdout.strip()
-  return {'cpu': cpu or platform.processor(), 'cores': os.cpu_count(),
+  """What the comparison ran on (the fields the published JSON has always had)."""
+  from aml2_jax.runtime import run_record  # pylint: disable=g-import-not-at-top
+  return {'cpu': run_record.cpu_model(), 'cores': os.cpu_count(),
           'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-          'git_commit': commit, 'python': platform.python_version(),
-          'load_average_at_start': os.getloadavg()[0]}
+          'git_commit': run_record.git_state(REPO_ROOT)['commit'] or '',
+          'python': platform.python_version(), 'load_average_at_start': os.getloadavg()[0]}
 
 
 def side_by_side(models: list[str], rounds: int, run_ours: Callable[[str], dict],

@@ -107,7 +107,7 @@ def test_conditional_accuracy_on_real_images_equals_classifier_accuracy(tiny_fmn
   data = fmnist_classifier.load_data(clf_config)
   metrics = quality.quality_metrics(judge, data.test_images, data.test_labels,
                                     judge.features(data.test_images))
-  facts = quality.judge_facts(judge, data, seed=0)
+  facts = quality.judge_facts(judge, data, judge(data.test_images), seed=0)
   assert metrics['conditional_accuracy'] == pytest.approx(results['test_accuracy'])
   assert metrics['conditional_accuracy'] == facts['classifier_test_accuracy']
   assert metrics['fid'] == pytest.approx(0.0, abs=1e-3)

@@ -115,17 +115,23 @@ def quality_metrics(judge: Judge, images: np.ndarray, labels: np.ndarray,
   }
 
 
-def scored_against(config, judge: Judge, g_params, ref: Reference, num_per_class: int) -> dict:
-  """`quality_metrics` of `num_per_class` fresh images a class, against `ref`, keys prefixed."""
+def scored_against(config, judge: Judge, g_params, ref: Reference, real_features: np.ndarray,
+                   num_per_class: int) -> dict:
+  """`quality_metrics` of `num_per_class` fresh images a class, against `ref` (whose judge
+  features are `real_features`), keys prefixed with the reference's name."""
   labels = generate.class_grid_labels(range(NUM_CLASSES), num_per_class)
   images = generate.generate(config, g_params, labels, seed=config.seed + ref.seed_offset)
-  found = quality_metrics(judge, images, labels, judge.features(ref.images))
+  found = quality_metrics(judge, images, labels, real_features)
   return {f'{ref.name}_{k}': v for k, v in found.items()}
 
 
-def judge_facts(judge: Judge, data: fashion_mnist.FashionMnist, seed: int) -> dict:
-  """The judge's test accuracy, and the FID floor: real training images against the test set."""
-  logits, test_features = judge(data.test_images)
+def judge_facts(judge: Judge, data: fashion_mnist.FashionMnist, test_outputs: tuple,
+                seed: int) -> dict:
+  """The judge's test accuracy, and the FID floor: real training images against the test set.
+
+  `test_outputs` is `judge(data.test_images)`, computed once by the caller for this and FID.
+  """
+  logits, test_features = test_outputs
   subset = np.random.default_rng(seed).permutation(len(data.train_images))[:len(data.test_images)]
   return {'classifier_test_accuracy': metrics.conditional_accuracy(logits.argmax(-1),
                                                                    data.test_labels),
@@ -212,9 +218,11 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
                 f'from {progress_path}')
   refs = references(config, data)
   if 'quality' not in progress:
-    progress['quality'] = judge_facts(judge, data, config.seed)
+    test_outputs = judge(data.test_images)
+    progress['quality'] = judge_facts(judge, data, test_outputs, config.seed)
     for ref in refs:
-      progress['quality'].update(scored_against(config, judge, g_params, ref,
+      real_features = test_outputs[1] if ref.name == 'test' else judge.features(ref.images)
+      progress['quality'].update(scored_against(config, judge, g_params, ref, real_features,
                                                 config.eval.num_per_class))
     write_json(progress_path, progress)
   faults.crash_point('cgan-eval:scored')

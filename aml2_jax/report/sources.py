@@ -36,6 +36,8 @@ def load_json(path: Path) -> dict | None:
   return value if isinstance(value, dict) else None
 
 
+# Own readers rather than `runtime.storage`'s: that module imports JAX (through `console`), and
+# `--check` must answer without it; a torn line is skipped here, not an error.
 def read_jsonl(path: Path) -> list[dict]:
   """The records of a `metrics.jsonl`; a torn line (a run killed while writing) is skipped."""
   try:

@@ -53,7 +53,8 @@ def git_state(repo: Path | None = None) -> dict:
   return {'commit': commit, 'dirty': None if status is None else bool(status)}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+  """The CPU's model name (from /proc/cpuinfo on Linux)."""
   try:
     for line in Path('/proc/cpuinfo').read_text().splitlines():
       if line.startswith('model name'):
@@ -75,7 +76,7 @@ def machine() -> dict:
   """The machine of this process: CPU, cores, memory, and JAX's default backend and devices."""
   import jax  # pylint: disable=g-import-not-at-top
   devices = jax.devices()
-  return {'cpu': _cpu_model(), 'cores': os.cpu_count(), 'memory_gib': _memory_gib(),
+  return {'cpu': cpu_model(), 'cores': os.cpu_count(), 'memory_gib': _memory_gib(),
           'os': f'{platform.system()} {platform.release()}',
           'backend': jax.default_backend(), 'device_kind': devices[0].device_kind,
           'num_devices': len(devices), 'num_processes': jax.process_count()}

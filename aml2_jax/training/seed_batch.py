@@ -1,8 +1,9 @@
 """Several seeds of one experiment trained as one program: a leading seed axis and `jax.vmap`.
 
-On an accelerator a small model's step costs little more for five seeds than for one; on a CPU,
-where a small step's work grows with every seed (see docs/performance.md), what one program saves
-is the compilations: one instead of one per seed. `stack_tasks` turns the `TrainTask`s of several seeds (same model and
+On a CPU a small step's work grows with every seed (measured: docs/performance.md), so what one
+program saves there is the compilations, one instead of one per seed; on an accelerator, which a
+small model leaves mostly idle, the stacked seeds are expected to cost little more than one (not
+measured here). `stack_tasks` turns the `TrainTask`s of several seeds (same model and
 optimizer; own init, data split and order) into one task whose state and data have a leading
 seed axis and whose step is the seeds' own `train_step` under `jax.vmap`; the shared loop then
 draws each seed's epoch order from that seed (`TrainTask.seeds`), so every seed sees the batches
