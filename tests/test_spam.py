@@ -487,6 +487,7 @@ def test_read_messages_one_per_line(tmp_path):
     ('data.test_fraction', 0.0, 'test_fraction'),
     ('data.val_fraction', 0.0, 'val_fraction'),
     ('num_seeds', 0, 'num_seeds'),
+    ('optim.schedule', 'linear', 'use "constant"'),
 ])
 def test_check_config_refuses_bad_values(field, value, message):
   config = load_config('spam_rnn')
@@ -494,3 +495,22 @@ def test_check_config_refuses_bad_values(field, value, message):
   (config[group] if group else config)[name] = value
   with pytest.raises(UserError, match=message):
     spam.check_config(config)
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_over_the_whole_run():
+  config = load_config('spam_rnn')
+  config.optim.schedule = 'cosine'
+  params = {'w': jnp.ones(3)}
+  tx = spam_train.make_optimizer(config, total_steps=4)
+  opt_state = tx.init(params)
+  steps = []
+  for _ in range(5):  # Adam's first steps move each weight by about the rate: the rate itself.
+    updates, opt_state = tx.update({'w': jnp.ones(3)}, opt_state, params)
+    steps.append(float(-updates['w'][0]))
+  rate = config.optim.learning_rate
+  np.testing.assert_allclose(steps, [rate, rate * 0.85355, rate * 0.5, rate * 0.14645, 0.0],
+                             rtol=1e-3, atol=1e-9)
+  config.optim.schedule = 'constant'
+  constant = spam_train.make_optimizer(config, total_steps=4)
+  updates, _ = constant.update({'w': jnp.ones(3)}, constant.init(params), params)
+  np.testing.assert_allclose(-updates['w'], rate, rtol=1e-3)

@@ -38,6 +38,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.data.num_words < 2:
     raise UserError(f'config.data.num_words is {config.data.num_words}: it must be >= 2 '
                     '(id 0 is padding, so num_words - 1 words are kept).')
+  if config.optim.schedule not in ('constant', 'cosine'):
+    raise UserError(f'config.optim.schedule is {config.optim.schedule!r}: use "constant" (the '
+                    'study\'s) or "cosine" (decays to 0 by the last step).')
   if config.data.tokenizer_fit not in ('train', 'all'):
     raise UserError(f'config.data.tokenizer_fit is {config.data.tokenizer_fit!r}: use "train" '
                     '(no test leakage) or "all" (as the study did).')

@@ -40,8 +40,13 @@ CONFIG_FILES = {'simple': 'configs/spam_rnn.py', 'lstm': 'configs/spam_lstm.py'}
 BEST_METRIC = 'val_loss'  # Picks the kept best checkpoint (used with config.keep_best_val_epoch).
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.adam(config.optim.learning_rate, eps=config.optim.eps)
+def make_optimizer(config: ml_collections.ConfigDict,
+                   total_steps: int = 1) -> optax.GradientTransformation:
+  """Adam at the config's rate: constant (the study's), or cosine-decayed to 0 at `total_steps`."""
+  rate = config.optim.learning_rate
+  if config.optim.schedule == 'cosine':
+    rate = optax.cosine_decay_schedule(rate, decay_steps=max(total_steps, 1))
+  return optax.adam(rate, eps=config.optim.eps)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
@@ -50,10 +55,11 @@ def _init_params(model: SpamClassifier, key: jax.Array, maxlen: int) -> dict:
   return model.init(key, jnp.zeros((1, maxlen), jnp.int32))['params']
 
 
-def create_train_state(config: ml_collections.ConfigDict) -> TrainState:
+def create_train_state(config: ml_collections.ConfigDict, total_steps: int = 1) -> TrainState:
+  # The optimizer state's structure does not depend on total_steps, so restores may omit it.
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
   params = _init_params(make_model(config), init_key, config.data.maxlen)
-  return TrainState.create(params, make_optimizer(config), run_key)
+  return TrainState.create(params, make_optimizer(config, total_steps), run_key)
 
 
 def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: SpamClassifier,
@@ -80,10 +86,11 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Sp
 
 def build_task(config: ml_collections.ConfigDict, split: SpamSplit) -> loop.TrainTask:
   """The training task for the shared loop (also what the benchmark times)."""
+  total_steps = config.num_epochs * steps_per_epoch(config, split)
   return loop.TrainTask(
-      state=create_train_state(config),
+      state=create_train_state(config, total_steps),
       train_step=functools.partial(train_step, model=make_model(config),
-                                   tx=make_optimizer(config)),
+                                   tx=make_optimizer(config, total_steps)),
       data={'ids': split.train_ids, 'labels': split.train_labels},
       num_examples=len(split.train_labels))
 
@@ -116,7 +123,10 @@ def train_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
   data = {'dedup': d.dedup, 'limit': d.limit, 'test_fraction': d.test_fraction,
           'val_fraction': d.val_fraction, 'split_seed': d.split_seed,
           'tokenizer_fit': d.tokenizer_fit}
-  return {**model_meta(config, digest), 'data': data}
+  meta = {**model_meta(config, digest), 'data': data}
+  if config.optim.schedule != 'constant':  # Its optimizer state differs; older runs lack the key.
+    meta['optim_schedule'] = config.optim.schedule
+  return meta
 
 
 def train_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.SmsSpam) -> dict:
