@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aml2_jax.report import __main__ as report_main
-from aml2_jax.report import figures, publish, sources, tables
+from aml2_jax.report import choices, figures, publish, sources, tables
 from conftest import REPO
 
 MACHINE = {'cpu': 'AMD EPYC 7B13', 'cores': 2, 'memory_gib': 23.5, 'os': 'Linux',
@@ -197,3 +197,42 @@ def test_publish_copies_the_small_files_and_refuses_an_unfinished_run(tmp_path):
       'config.json', 'results.json', 'samples.txt', 'seed_0/metrics.jsonl']
   assert (dest / 'samples.txt').read_text() == 'epoch 2:\n|b\n'
   assert any(line.startswith('skipped') and 'split.json' in line for line in lines)
+
+
+def _spam_candidate(root: Path, name: str, val_accuracy: float, val_loss: float,
+                    test_accuracy: float, flags: str) -> None:
+  results = _spam_results(test_accuracy)
+  results['per_seed'] = {str(k): {**seed, 'val_accuracy': val_accuracy, 'val_loss': val_loss}
+                         for k, seed in results['per_seed'].items()}
+  folder = root / 'results' / 'spam' / 'choices' / name
+  _write(folder / 'results.json', results)
+  _write(folder / 'run.json', _record(
+      f'python launch.py --config=configs/spam_rnn.py --config.num_seeds=5 --noconfig.data.dedup '
+      f'--config.data.tokenizer_fit=all {flags} --workdir=runs/spam_sweep/{name}'))
+
+
+def test_choices_pick_on_validation_and_show_only_the_changed_flags(tmp_path):
+  root = fake_tree(tmp_path)
+  # The best test accuracy belongs to the run with the worse validation accuracy: not picked.
+  _spam_candidate(root, 'rnn_study_lr5e-4', 0.995, 0.05, 0.980, '--config.optim.learning_rate=5e-4')
+  _spam_candidate(root, 'rnn_study_do50', 0.990, 0.04, 0.999, '--config.model.dropout=0.5')
+  rnn_study = choices.CHOICES['spam'][0]
+  assert choices.picked(root, rnn_study).key == 'spam/choices/rnn_study_lr5e-4'
+  text = choices.RENDERERS['spam_choices'](root, Path('docs'))
+  picked_row = next(line for line in text.splitlines() if '**picked**' in line
+                    and 'learning_rate' in line)
+  assert '`--config.optim.learning_rate=5e-4`' in picked_row and 'tokenizer_fit' not in picked_row
+  assert '99.50' in picked_row and '98.00' not in text  # Validation only: no test figure.
+  targets = choices.RENDERERS['spam_targets'](root, Path('docs'))
+  row = next(line for line in targets.splitlines() if "RNN, study's protocol: test accuracy" in line)
+  assert 'results/spam/choices/rnn_study_lr5e-4' in row and 'missed by 1.00' in row
+
+
+@pytest.mark.parametrize('value, goal, at_least, verdict', [
+    (0.9879984, 0.988, True, 'missed by 0.0002'),  # Never "missed by 0.00".
+    (0.99, 0.99, True, 'met'), (2.49, 2.5, False, 'met'), (2.826, 2.5, False, 'missed by 0.33'),
+])
+def test_a_target_verdict_says_met_or_by_how_much_it_was_missed(value, goal, at_least, verdict):
+  target = choices.Target('spam', 'spam/rnn_dedup', 'x', 'test_accuracy', goal, at_least,
+                          100.0 if goal < 1 else 1.0)
+  assert choices._verdict(target, value) == verdict

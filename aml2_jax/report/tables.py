@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Callable
 
-from aml2_jax.report import figures
+from aml2_jax.report import choices, figures
 from aml2_jax.report import sources
 from aml2_jax.report.format import DASH, duration, mean_std, number, percent, span, table
 from aml2_jax.report.sources import NOT_RUN, load_run, provenance
@@ -485,4 +485,5 @@ RENDERERS: dict[str, Callable[[Path, Path], str]] = {
     'textgen_epoch': textgen_epoch,
     **{f'{page}_figures': _figure_links(page) for page in ('spam', 'textgen', 'cgan',
                                                             'performance')},
+    **choices.RENDERERS,
 }
