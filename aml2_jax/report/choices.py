@@ -119,6 +119,12 @@ def picked(root: Path, choice: Choice) -> Run | None:
   return max(runs, key=choice.score) if runs else None
 
 
+def picked_candidates(root: Path, experiment: str) -> list[tuple[Choice, Run]]:
+  """(choice, picked run) wherever validation picked a candidate over the published baseline."""
+  picks = [(choice, picked(root, choice)) for choice in CHOICES[experiment]]
+  return [(choice, run) for choice, run in picks if run and run.key != choice.baseline]
+
+
 def render(experiment: str) -> Callable[[Path, Path], str]:
   def block(root: Path, page_dir: Path) -> str:
     tables, shown = [], []
@@ -216,6 +222,18 @@ def targets(experiment: str) -> Callable[[Path, Path], str]:
                    number(value, target.digits, target.scale), _verdict(target, value)])
     return table(header, rows)
   return block
+
+
+def target_summary(root: Path, experiment: str, page: str) -> str:
+  """'Quality targets, ...: 2 of 6 met (...)', one line under a headline table."""
+  verdicts = []
+  for target in (t for t in TARGETS if t.experiment == experiment):
+    choice = next(c for c in CHOICES[experiment] if c.baseline == target.baseline)
+    run = picked(root, choice)
+    verdicts.append(_verdict(target, _value(run, target.key) if run else None))
+  met = sum(v == 'met' for v in verdicts)
+  return (f'Quality targets, on the runs picked on validation: {met} of {len(verdicts)} met '
+          f'(each with its gap in {page}).')
 
 
 RENDERERS = {**{f'{e}_choices': render(e) for e in CHOICES},

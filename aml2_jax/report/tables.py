@@ -59,9 +59,24 @@ def spam_headline(root: Path, page_dir: Path) -> str:
       rows.append([name, PROTOCOLS[protocol], NOT_RUN, DASH, DASH, DASH])
       continue
     rows.append([name, f'{PROTOCOLS[protocol]}, {run.results.get("num_seeds")} seeds',
-                 *(mean_std(run.results, f'test_{m}') for m in
-                   ('accuracy', 'precision', 'precision_weighted', 'f1'))])
-  return _block(table(header, rows), runs, page_dir, 'spam.md')
+                 *_spam_headline_figures(run)])
+  for choice, run in choices.picked_candidates(root, 'spam'):
+    runs.append(run)
+    cell, protocol = choice.baseline.split('/')[-1].split('_', 1)
+    rows.append([f'**{MODEL_NAMES[cell]}**', f'{PROTOCOLS[protocol]}, tuned on validation',
+                 *_spam_headline_figures(run)])
+  summary = choices.target_summary(root, 'spam', _page_link(page_dir, 'spam.md'))
+  return _block(f'{table(header, rows)}\n\n{summary}', runs, page_dir, 'spam.md')
+
+
+def _spam_headline_figures(run: sources.Run) -> list[str]:
+  return [mean_std(run.results, f'test_{m}')
+          for m in ('accuracy', 'precision', 'precision_weighted', 'f1')]
+
+
+def _page_link(page_dir: Path, page: str) -> str:
+  """A link to docs/`page` from a page in `page_dir`."""
+  return f'[{page}]({page})' if page_dir == Path('docs') else f'[docs/{page}](docs/{page})'
 
 
 def _spam_full(protocol: str) -> Callable[[Path, Path], str]:
@@ -173,9 +188,15 @@ def textgen_headline(root: Path, page_dir: Path) -> str:
       continue
     rows.append([f'**{model}**', objective, str(run.get('epochs', default=DASH)),
                  number(run.get('val_bpc'), 3), number(run.get('test_bpc'), 3)])
+  for choice, run in choices.picked_candidates(root, 'textgen'):
+    runs.append(run)
+    model, objective = _textgen_label(choice.baseline)
+    rows.append([f'**{model}**, tuned on validation', objective, str(run.get('epochs', default=DASH)),
+                 number(run.get('val_bpc'), 3), number(run.get('test_bpc'), 3)])
   baseline_rows, baseline = _baseline_rows(root)
   rows += [[name, DASH, DASH, val, test] for name, val, test in baseline_rows]
-  return _block(table(header, rows), runs + [baseline], page_dir, 'textgen.md')
+  summary = choices.target_summary(root, 'textgen', _page_link(page_dir, 'textgen.md'))
+  return _block(f'{table(header, rows)}\n\n{summary}', runs + [baseline], page_dir, 'textgen.md')
 
 
 def textgen_results(root: Path, page_dir: Path) -> str:
@@ -267,6 +288,10 @@ def cgan_headline(root: Path, page_dir: Path) -> str:
   for run in runs:
     rows.append([CGAN_LABELS[run.key]] + (_cgan_row(run, 'test_') + [duration(
         _training_seconds(run))] if run.exists else [NOT_RUN] + [DASH] * 4))
+  for choice, run in choices.picked_candidates(root, 'cgan'):
+    runs.append(run)
+    rows.append([f'**tuned on validation**: default, {choices.changes(run, runs[0])}']
+                + _cgan_row(run, 'test_') + [duration(_training_seconds(run))])
   if real := _real_images(runs):
     rows.append(real + [DASH])
   target = f'Target: conditional accuracy ≥ {CGAN_TARGET:.0%} after 30 epochs: '
@@ -275,8 +300,9 @@ def cgan_headline(root: Path, page_dir: Path) -> str:
     target += f'default recipe {NOT_RUN}.'
   else:
     target += f'{"met" if default >= CGAN_TARGET else "missed"} ({percent(default, 1)}%).'
-  return _block(f'{table(header, rows)}\n\nTest-set figures. {target}', runs, page_dir,
-                'cgan.md')
+  summary = choices.target_summary(root, 'cgan', _page_link(page_dir, 'cgan.md'))
+  return _block(f'{table(header, rows)}\n\nTest-set figures. {target} {summary}', runs,
+                page_dir, 'cgan.md')
 
 
 def cgan_results(root: Path, page_dir: Path) -> str:
