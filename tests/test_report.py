@@ -224,7 +224,8 @@ def test_choices_pick_on_validation_and_show_only_the_changed_flags(tmp_path):
   assert '`--config.optim.learning_rate=5e-4`' in picked_row and 'tokenizer_fit' not in picked_row
   assert '99.50' in picked_row and '98.00' not in text  # Validation only: no test figure.
   targets = choices.RENDERERS['spam_targets'](root, Path('docs'))
-  row = next(line for line in targets.splitlines() if "RNN, study's protocol: test accuracy" in line)
+  row = next(line for line in targets.splitlines()
+             if "RNN, study's protocol: test accuracy" in line)
   assert 'results/spam/choices/rnn_study_lr5e-4' in row and 'missed by 1.00' in row
 
 

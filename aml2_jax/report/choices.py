@@ -210,7 +210,8 @@ def targets(experiment: str) -> Callable[[Path, Path], str]:
     rows = []
     for target in (t for t in TARGETS if t.experiment == experiment):
       run = picked(root, choices[target.baseline])
-      goal = f'{"≥" if target.at_least else "≤"} {number(target.goal, target.digits, target.scale)}'
+      sign = '≥' if target.at_least else '≤'
+      goal = f'{sign} {number(target.goal, target.digits, target.scale)}'
       if run is None:
         rows.append([target.what, goal, NOT_RUN, DASH, NOT_RUN])
         continue
