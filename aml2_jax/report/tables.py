@@ -192,7 +192,8 @@ def textgen_headline(root: Path, page_dir: Path) -> str:
     runs.append(run)
     model, objective = _textgen_label(choice.baseline)
     rows.append([f'**{model}**, tuned on validation', objective,
-                 str(run.get('epochs', default=DASH)), number(run.get('val_bpc'), 3), number(run.get('test_bpc'), 3)])
+                 str(run.get('epochs', default=DASH)), number(run.get('val_bpc'), 3),
+                 number(run.get('test_bpc'), 3)])
   baseline_rows, baseline = _baseline_rows(root)
   rows += [[name, DASH, DASH, val, test] for name, val, test in baseline_rows]
   summary = choices.target_summary(root, 'textgen', _page_link(page_dir, 'textgen.md'))
