@@ -28,6 +28,7 @@ class Choice:
   label: str
   columns: tuple[tuple[str, Callable[[Run], float | None], Callable[[float | None], str]], ...]
   score: Callable[[Run], tuple]  # Larger is better; compared only between runs that exist.
+  baseline_label: str = "the study's recipe"  # What the baseline's row says it changed.
 
 
 def _seed_mean(name: str) -> Callable[[Run], float | None]:
@@ -77,10 +78,11 @@ CHOICES = {
         ('val. conditional accuracy (%)', _field('val_conditional_accuracy'), _pct),
         ('val. FID', _field('val_fid'), _num(2)),
         ('val. CAS (%)', _field('val_cas_accuracy'), _pct)),
-        lambda run: (_lower(run.get('val_fid')),)),),
+        lambda run: (_lower(run.get('val_fid')),), 'the default recipe'),),
     'textgen': tuple(Choice(f'textgen/lstm_{objective}', f'LSTM, {objective}', (
         ('validation bits/char', _field('val_bpc'), _num(3)),),
-        lambda run: (_lower(run.get('val_bpc')),)) for objective in ('next_char', 'all_chars')),
+        lambda run: (_lower(run.get('val_bpc')),), "the study's settings")
+        for objective in ('next_char', 'all_chars')),
 }
 
 
@@ -104,8 +106,6 @@ def _flags(run: Run) -> list[str]:
 
 def changes(run: Run, baseline: Run) -> str:
   """The `--config` flags of `run` that its baseline's command does not have."""
-  if run is baseline:
-    return "the study's recipe" if baseline.key.startswith('spam/') else 'the published run'
   if not run.record:
     return sources.RECORD_MISSING
   base = set(_flags(baseline))
@@ -139,7 +139,7 @@ def render(experiment: str) -> Callable[[Path, Path], str]:
       shown += runs
       header = [choice.label, 'changed', *(title for title, _, _ in choice.columns)]
       rows = [['**picked**' if run.key == best.key else '',
-               changes(run, baseline),
+               choice.baseline_label if run is baseline else changes(run, baseline),
                *(fmt(value(run)) for _, value, fmt in choice.columns)] for run in runs]
       tables.append(table(header, rows))
     lines = provenance(shown)
