@@ -1,14 +1,13 @@
 """Training choices tried on validation, the one each table picks, and the quality targets.
 
 A candidate is a published run in `results/<experiment>/choices/<baseline>_<what>/`: the
-baseline's command with some `--config` flags changed. Its row shows those flags and its
+baseline's config with some training fields changed. Its row shows those fields and its
 validation figures only; the rule of `Choice.better` picks one run per baseline from those
 figures, and only the picked run's test figures are shown (`targets`). The test set plays no part
 in the choice.
 """
 
 import dataclasses
-import shlex
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +16,10 @@ from aml2_jax.report.format import DASH, number, percent, table
 from aml2_jax.report.sources import NOT_RUN, Run, load_run, provenance
 
 CHOICES_DIR = 'choices'
-# Flags that place a run, not train it: left out of "what changed".
-PLACEMENT_FLAGS = ('--workdir', '--config.num_seeds')
+# Config fields that place or speed up a run without changing what it learns: not "changes".
+NOT_TRAINING = ('devices', 'data.dir', 'num_seeds', 'seeds_in_one_program', 'num_devices',
+                'steps_per_call', 'backend_defaults', 'checkpoint_every_steps',
+                'keep_checkpoints', 'model.unroll', 'model.ops')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,21 +96,25 @@ def candidates(root: Path, baseline: str) -> list[Run]:
           if (p / 'results.json').is_file()]
 
 
-def _flags(run: Run) -> list[str]:
-  invocations = (run.record or {}).get('invocations') or []
-  if not invocations:
-    return []
-  words = shlex.split(invocations[0].get('command', ''))
-  return [w for w in words if w.startswith(('--config.', '--noconfig.'))
-          and not w.startswith(PLACEMENT_FLAGS)]
+def _flat(tree: dict, prefix: str = '') -> dict:
+  """{'optim.learning_rate': 0.001, ...} of a resolved config.json."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
 
 
 def changes(run: Run, baseline: Run) -> str:
-  """The `--config` flags of `run` that its baseline's command does not have."""
-  if not run.record:
-    return sources.RECORD_MISSING
-  base = set(_flags(baseline))
-  changed = [f'`{flag}`' for flag in _flags(run) if flag not in base]
+  """The config fields whose values `run` trained with and its baseline did not (from the
+  resolved `config.json` of each, so a field set back to its default shows too)."""
+  mine, base = (_flat(sources.load_json(r.path / 'config.json') or {}) for r in (run, baseline))
+  if not mine or not base:
+    return 'config.json missing'
+  changed = [f'`{name}={mine[name]}`' for name in sorted(mine)
+             if not name.startswith(NOT_TRAINING) and mine[name] != base.get(name)]
   return ' '.join(changed) or 'nothing'
 
 
