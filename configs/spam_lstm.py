@@ -10,7 +10,7 @@ Predict:  python launch.py --config=configs/spam_lstm.py --mode=predict --text="
 Summary:  python launch.py --config=configs/spam_lstm.py --mode=summary   (260,657 params)
 Expect:   mean of 5 seeds: test accuracy about 98.7% deduplicated (the default), 98.9% with
           duplicates kept; about 30-40 s a seed on a 2-core AMD EPYC CPU. docs/spam.md has the
-          measured tables.
+          measured tables, and the training choices tried on validation.
 Smoke:    python launch.py --config=configs/spam_lstm.py:smoke --workdir=/tmp/spam_smoke
 """
 
