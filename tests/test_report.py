@@ -202,6 +202,16 @@ def test_publish_copies_the_small_files_and_refuses_an_unfinished_run(tmp_path):
   assert any(line.startswith('skipped') and 'split.json' in line for line in lines)
 
 
+def test_publish_can_leave_out_the_splits_of_a_candidate_run(tmp_path):
+  run, dest = tmp_path / 'run', tmp_path / 'results' / 'spam' / 'choices' / 'rnn_study_x'
+  _write(run / 'results.json', {'num_seeds': 1})
+  _write(run / 'seed_0' / 'split.json', {'train': [0], 'val': [1], 'test': [2]})
+  _write(run / 'seed_0' / 'results.json', {})
+  assert report_main.main(['publish', '--no-splits', str(run), str(dest)]) == 0
+  assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob('*') if p.is_file()) == [
+      'results.json', 'seed_0/results.json']
+
+
 def _spam_config(learning_rate: float, **fields) -> dict:
   return {'num_epochs': 10, 'num_seeds': 5, 'optim': {'learning_rate': learning_rate},
           'data': {'dir': '', 'dedup': False, 'tokenizer_fit': 'all'}, **fields}

@@ -54,10 +54,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
                       help='report stale tables and exit 1 if any; write nothing')
   parser.add_argument('--root', type=Path, default=REPO,
                       help='repository root holding results/, README.md and docs/')
+  parser.add_argument('--no-splits', dest='splits', action='store_false',
+                      help="publish: leave out the seeds' split.json (a candidate run on the "
+                           "same splits as its published baseline)")
   parser.add_argument('action', nargs='?', choices=('publish', 'record'),
                       help='publish RUN_DIR DEST, or record DEST -- python ...')
   parser.add_argument('paths', nargs='*', help='publish: RUN_DIR DEST; record: DEST -- COMMAND')
-  return parser.parse_args(argv)
+  return parser.parse_intermixed_args(argv)  # Flags may stand between the action and its paths.
 
 
 def main(argv: list[str]) -> int:
@@ -70,7 +73,7 @@ def main(argv: list[str]) -> int:
       if len(args.paths) != 2:
         raise publish.PublishError('usage: python -m aml2_jax.report publish RUN_DIR '
                                    'results/<experiment>/<name>')
-      print('\n'.join(publish.publish(*args.paths)))
+      print('\n'.join(publish.publish(*args.paths, splits=args.splits)))
       return 0
     if args.action == 'record':
       if len(args.paths) != 1 or not command:

@@ -66,8 +66,12 @@ SPAM_COLUMNS = (('validation accuracy (%)', _seed_mean('val_accuracy'), _pct),
                 ('validation loss', _seed_mean('val_loss'), _num(4)))
 
 
-def _spam_score(run: Run) -> tuple:  # Accuracy first; the loss breaks ties.
-  return _higher(_seed_mean('val_accuracy')(run)), _lower(_seed_mean('val_loss')(run))
+def _spam_score(run: Run) -> tuple:
+  # Accuracy first, the loss breaks ties. Rounded: equal counts of right answers averaged over
+  # the seeds in another order can differ in the last bit.
+  accuracy = _seed_mean('val_accuracy')(run)
+  return (_higher(round(accuracy, 9) if accuracy is not None else None),
+          _lower(_seed_mean('val_loss')(run)))
 
 
 PROTOCOL_LABELS = {'study': "study's protocol", 'dedup': 'deduplicated'}

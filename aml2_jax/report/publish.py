@@ -32,25 +32,30 @@ def _last_samples_text(path: Path) -> str:
   return blocks[-1].strip('\n') + '\n'
 
 
-def _planned(run_dir: Path) -> list[tuple[Path, str]]:
+def _planned(run_dir: Path, splits: bool) -> list[tuple[Path, str]]:
   """(source, path under dest) of every file to copy that exists."""
   plan = [(run_dir / name, name) for name in TOP_FILES]
   grids = sorted((run_dir / 'samples').glob('epoch_*.png'))
   if grids:
     plan.append((grids[-1], f'samples/{grids[-1].name}'))
   for seed in sorted(run_dir.glob('seed_*')):
-    plan += [(seed / name, f'{seed.name}/{name}') for name in SEED_FILES]
+    plan += [(seed / name, f'{seed.name}/{name}') for name in SEED_FILES
+             if splits or name != 'split.json']
   return [(src, rel) for src, rel in plan if src.is_file()]
 
 
-def publish(run_dir: Path, dest: Path) -> list[str]:
-  """Copies the run's small files into `dest`; returns one line per file copied or skipped."""
+def publish(run_dir: Path, dest: Path, splits: bool = True) -> list[str]:
+  """Copies the run's small files into `dest`; returns one line per file copied or skipped.
+
+  `splits=False` leaves out the seeds' `split.json`: for a candidate run that trains on the
+  same splits (split seeds) as a published baseline, whose copies already stand.
+  """
   run_dir, dest = Path(run_dir), Path(dest)
   if not (run_dir / 'results.json').is_file():
     raise PublishError(f'{run_dir} has no results.json: the run has not finished (or that is '
                        'not a workdir); finish it, e.g. with --mode=eval, then publish.')
   lines = []
-  for src, rel in _planned(run_dir):
+  for src, rel in _planned(run_dir, splits):
     size = src.stat().st_size
     if size > MAX_BYTES:
       lines.append(f'skipped {src} ({size / 1024:.0f} KB > {MAX_BYTES // 1024} KB)')
