@@ -282,17 +282,24 @@ def _training_seconds(run: sources.Run):
   return (run.get('seconds') or {}).get('gan_training', run.get('train_wall_s'))
 
 
+def _training_time(run: sources.Run) -> str:
+  """The GAN's training time; a resumed run's covers only the steps after its resume."""
+  text = duration(_training_seconds(run))
+  resumed = run.get('resumed_from_step')
+  return f'{text}, from step {resumed:,} on' if resumed and text != DASH else text
+
+
 def cgan_headline(root: Path, page_dir: Path) -> str:
   header = ['run', 'conditional accuracy (%)', 'FID (judge space)', 'class entropy', 'CAS (%)',
             'GAN training']
   rows, runs = [], _runs(root, sources.CGAN_RUNS)
   for run in runs:
-    rows.append([CGAN_LABELS[run.key]] + (_cgan_row(run, 'test_') + [duration(
-        _training_seconds(run))] if run.exists else [NOT_RUN] + [DASH] * 4))
+    rows.append([CGAN_LABELS[run.key]] + (_cgan_row(run, 'test_') + [_training_time(run)]
+                                          if run.exists else [NOT_RUN] + [DASH] * 4))
   for choice, run in choices.picked_candidates(root, 'cgan'):
     runs.append(run)
     rows.append([f'**tuned on validation**: default, {choices.changes(run, runs[0])}']
-                + _cgan_row(run, 'test_') + [duration(_training_seconds(run))])
+                + _cgan_row(run, 'test_') + [_training_time(run)])
   if real := _real_images(runs):
     rows.append(real + [DASH])
   target = f'Target: conditional accuracy ≥ {CGAN_TARGET:.0%} after 30 epochs: '
@@ -323,7 +330,7 @@ def cgan_results(root: Path, page_dir: Path) -> str:
   times = [['run', 'GAN training', 'judge training', 'evaluation', 'whole command']]
   for run in runs:
     seconds = run.get('seconds') or {}
-    times.append([CGAN_LABELS[run.key], duration(_training_seconds(run)),
+    times.append([CGAN_LABELS[run.key], _training_time(run),
                   duration(seconds.get('judge_training')), duration(seconds.get('evaluation')),
                   duration(run.wall_s())] if run.exists else
                  [CGAN_LABELS[run.key], NOT_RUN, DASH, DASH, DASH])
