@@ -256,3 +256,17 @@ def test_a_target_verdict_says_met_or_by_how_much_it_was_missed(value, goal, at_
   target = choices.Target('spam', 'spam/rnn_dedup', 'x', 'test_accuracy', goal, at_least,
                           100.0 if goal < 1 else 1.0)
   assert choices._verdict(target, value) == verdict
+
+
+def test_a_resumed_candidate_says_its_training_time_covers_only_the_resumed_steps(tmp_path):
+  root = fake_tree(tmp_path)
+  _write(root / 'results' / 'cgan' / 'default' / 'config.json', {'num_epochs': 30})
+  candidate = root / 'results' / 'cgan' / 'choices' / 'default_e60'
+  results = _cgan_results(0.95)
+  results.update(val_fid=5.0, resumed_from_step=28110)
+  _write(candidate / 'results.json', results)
+  _write(candidate / 'config.json', {'num_epochs': 60})
+  _write(candidate / 'run.json', _record('python launch.py --config=configs/cgan.py'))
+  headline = tables.RENDERERS['cgan_headline'](root, Path('.'))
+  row = next(line for line in headline.splitlines() if 'tuned on validation' in line)
+  assert '`num_epochs=60`' in row and row.endswith('434 s (7.2 min), from step 28,110 on |')
