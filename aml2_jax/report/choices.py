@@ -2,8 +2,8 @@
 
 A candidate is a published run in `results/<experiment>/choices/<baseline>_<what>/`: the
 baseline's config with some training fields changed. Its row shows those fields and its
-validation figures only; the rule of `Choice.better` picks one run per baseline from those
-figures, and only the picked run's test figures are shown (`targets`). The test set plays no part
+validation figures only; `Choice.score` picks one run per baseline from those figures (the
+baseline on a tie), and only the picked run's test figures are shown (`targets`). The test set plays no part
 in the choice.
 """
 
@@ -44,10 +44,6 @@ def _field(*names: str) -> Callable[[Run], float | None]:
   return lambda run: run.get(*names)
 
 
-def _pct(value) -> str:
-  return percent(value)
-
-
 def _num(digits: int) -> Callable[[float | None], str]:
   return lambda value: number(value, digits)
 
@@ -62,7 +58,7 @@ def _lower(value) -> float:
   return -value if isinstance(value, (int, float)) else float('-inf')
 
 
-SPAM_COLUMNS = (('validation accuracy (%)', _seed_mean('val_accuracy'), _pct),
+SPAM_COLUMNS = (('validation accuracy (%)', _seed_mean('val_accuracy'), percent),
                 ('validation loss', _seed_mean('val_loss'), _num(4)))
 
 
@@ -80,9 +76,9 @@ CHOICES = {
                          _spam_score)
                   for protocol, label in PROTOCOL_LABELS.items() for cell in ('rnn', 'lstm')),
     'cgan': (Choice('cgan/default', 'cGAN', (
-        ('val. conditional accuracy (%)', _field('val_conditional_accuracy'), _pct),
+        ('val. conditional accuracy (%)', _field('val_conditional_accuracy'), percent),
         ('val. FID', _field('val_fid'), _num(2)),
-        ('val. CAS (%)', _field('val_cas_accuracy'), _pct)),
+        ('val. CAS (%)', _field('val_cas_accuracy'), percent)),
         lambda run: (_lower(run.get('val_fid')),), 'the default recipe'),),
     'textgen': tuple(Choice(f'textgen/lstm_{objective}', f'LSTM, {objective}', (
         ('validation bits/char', _field('val_bpc'), _num(3)),),
