@@ -3,8 +3,8 @@
 A candidate is a published run in `results/<experiment>/choices/<baseline>_<what>/`: the
 baseline's config with some training fields changed. Its row shows those fields and its
 validation figures only; `Choice.score` picks one run per baseline from those figures (the
-baseline on a tie), and only the picked run's test figures are shown (`targets`). The test set plays no part
-in the choice.
+baseline on a tie), and only the picked run's test figures are shown (`targets`). The test set
+plays no part in the choice.
 """
 
 import dataclasses
