@@ -6,6 +6,7 @@ the experiment's own (sample, predict). Problems a user can fix print one line a
 """
 
 import contextlib
+import logging as std_logging
 import re
 import sys
 from pathlib import Path
@@ -88,6 +89,10 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not _VERBOSE.value:
     logging.set_verbosity(logging.ERROR)  # orbax and absl chatter hides the progress bars.
+    # A failed checkpoint write (e.g. a full disk) also leaves orbax's other write futures
+    # failed; asyncio logs each as "exception was never retrieved" with a traceback, after the
+    # one-line error has already said what happened.
+    std_logging.getLogger('asyncio').setLevel(std_logging.CRITICAL)
   # Imported here so that `--help` and flag errors answer before JAX loads.
   from aml2_jax import experiment
   from aml2_jax.errors import UserError
