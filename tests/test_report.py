@@ -67,9 +67,10 @@ def fake_tree(root: Path) -> Path:
     _write(res / key / 'results.json', {'val_bpc': 2.1234, 'test_bpc': 2.0, 'epochs': 30,
                                         'best_epoch': 29, 'steps_per_epoch': 3187,
                                         'test_loss': 1.4, 'wall_s': 7200.0})
-    _write(res / key / 'run.json', _record(f'python launch.py --config=configs/textgen_'
-                                           f'{key.split("/")[1].split("_")[0]}.py '
-                                           f'--workdir=runs/{key}', 7300.0))
+    record = _record(f'python launch.py --config=configs/textgen_'
+                     f'{key.split("/")[1].split("_")[0]}.py --workdir=runs/{key}', 7300.0)
+    record['invocations'] *= 3  # Stopped and resumed twice: its time is the three together.
+    _write(res / key / 'run.json', record)
     _write(res / key / 'metrics.jsonl', ''.join(json.dumps({'epoch': e, 'val_bpc': 3 - e / 10})
                                                 + '\n' for e in (1, 2, 3)))
     _write(res / key / 'samples.txt', 'epoch 30, temperature 0.5:\n|Hello there\n')
@@ -169,6 +170,7 @@ def test_every_marker_renders_the_same_twice_and_the_readme_stays_short(tmp_path
   assert report_main.main(['--check', '--root', str(root)]) == 0
   readme = (root / 'README.md').read_text()
   assert 'not run yet' not in readme
+  assert '| test bits/char: 2.000 | 6.1 h, resumed 2× |' in readme
   assert len(readme) < 12_000, 'the front page grew past 12,000 characters once every run exists'
 
 

@@ -33,3 +33,21 @@ def test_an_entry_written_by_another_writer_during_the_run_is_kept(tmp_path):
     (tmp_path / run_record.RUN_FILE).write_text(json.dumps(record))
   earlier, mine = _invocations(tmp_path)
   assert earlier['command'] == 'an earlier run' and mine['exit'] == 'ok'
+
+
+def test_an_invocation_killed_without_notice_is_closed_by_the_next_one_at_its_last_write(tmp_path):
+  import os
+  start = 1_790_000_000  # 2026-09-21, seconds.
+  killed = {'command': 'python launch.py', 'started': '2026-09-21T14:13:20+00:00'}
+  older = {'command': 'python launch.py', 'started': '2026-09-20T00:00:00+00:00'}  # No trace left.
+  (tmp_path / run_record.RUN_FILE).write_text(json.dumps({'invocations': [older, killed]}))
+  for name, written in (('metrics.jsonl', start + 600), ('config.json', start - 200_000)):
+    (tmp_path / name).write_text('{}')
+    os.utime(tmp_path / name, (written, written))
+  with run_record.RunRecorder(tmp_path, 'train', argv=['launch.py']):
+    pass
+  older, killed, mine = _invocations(tmp_path)
+  assert killed['wall_s'] == 600 and killed['finished'] == '2026-09-21T14:23:20+00:00'
+  assert 'killed without notice' in killed['exit'] and 'after the fact' in killed['note']
+  assert 'finished' not in older  # Its files were rewritten since: nothing bounds its end.
+  assert mine['exit'] == 'ok'

@@ -482,8 +482,14 @@ def configs(root: Path, page_dir: Path) -> str:
     time = run.wall_s() or run.get('train_wall_s', 'wall_s')
     per_seed = ' per seed' if not run.wall_s() and key.startswith('spam') else ''
     rows.append([command, f'{what}: {value(run)}',
-                 duration(time) + per_seed, machine])
+                 duration(time) + per_seed + _resumed(run), machine])
   return table(header, rows)
+
+
+def _resumed(run) -> str:
+  """', resumed 3×' for a run trained over several invocations (its time is their sum)."""
+  trained = [i for i in (run.record or {}).get('invocations') or [] if i.get('mode') == 'train']
+  return f', resumed {len(trained) - 1}×' if len(trained) > 1 else ''
 
 
 def _figure_links(page: str) -> Callable[[Path, Path], str]:

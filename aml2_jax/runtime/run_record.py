@@ -109,6 +109,51 @@ def read(workdir: Path) -> dict:
   return record if isinstance(record.get('invocations'), list) else {'invocations': []}
 
 
+def _write_times(workdir: Path) -> list[float]:
+  """Modification times of the workdir's files, run.json aside (what the runs wrote)."""
+  times = []
+  for folder, _, names in os.walk(workdir):
+    for name in names:
+      if name != RUN_FILE:
+        try:
+          times.append(os.stat(os.path.join(folder, name)).st_mtime)
+        except OSError:
+          continue  # Removed while we looked (a checkpoint being rotated).
+  return times
+
+
+def close_unfinished(record: dict, workdir: Path, now: float) -> None:
+  """Completes invocations that were killed without notice (SIGKILL, a lost machine).
+
+  Such an entry has a start but no end. Its end is taken as the workdir's newest write between its
+  start and the next invocation's start: a lower bound, since work after its last write was lost
+  and redone. An entry with no write in that span (files since rewritten) stays open.
+  """
+  entries = record['invocations']
+  starts = [_timestamp(entry.get('started')) for entry in entries] + [now]
+  writes = _write_times(workdir)
+  for entry, start, next_start in zip(entries, starts, starts[1:]):
+    if 'finished' in entry or start is None or next_start is None:
+      continue
+    inside = [t for t in writes if start <= t < next_start]
+    if not inside:
+      continue
+    end = max(inside)
+    entry.update(
+        finished=datetime.datetime.fromtimestamp(end, datetime.timezone.utc).isoformat(
+            timespec='seconds'),
+        wall_s=round(end - start, 1),
+        exit='killed without notice (no exit recorded); resumed by the next invocation',
+        note='recorded after the fact: end is its last write to the workdir')
+
+
+def _timestamp(text: str | None) -> float | None:
+  try:
+    return datetime.datetime.fromisoformat(text).timestamp()
+  except (TypeError, ValueError):
+    return None
+
+
 class RunRecorder:
   """Appends this invocation to `<workdir>/run.json` at the start and completes it at the end.
 
@@ -122,7 +167,7 @@ class RunRecorder:
 
   def __enter__(self) -> 'RunRecorder':
     self.entry = invocation(self.mode, self.argv)
-    self._write()
+    self._write(close_killed=True)
     return self
 
   def __exit__(self, exc_type, exc, tb) -> None:
@@ -135,11 +180,13 @@ class RunRecorder:
       self.entry['exit'] = f'{exc_type.__name__}: {line}' if line else exc_type.__name__
     self._write()
 
-  def _write(self) -> None:
+  def _write(self, close_killed: bool = False) -> None:
     """Merges this invocation into the file as it is now (another writer may have added to it)."""
     if not console.is_main_process():
       return
     record = read(self.workdir)
+    if close_killed:
+      close_unfinished(record, self.workdir, _timestamp(self.entry['started']))
     mine = [i for i, entry in enumerate(record['invocations'])
             if (entry.get('started'), entry.get('command')) == (self.entry['started'],
                                                                 self.entry['command'])]
