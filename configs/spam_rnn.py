@@ -41,7 +41,8 @@ def get_config(variant: str = ''):
   config.optim = dict(
       learning_rate=1e-3,  # Adam, Keras' default rate as in the study.
       eps=1e-7,  # Adam epsilon: Keras' default (optax's is 1e-8).
-      schedule='constant',  # 'constant' (the study's) or 'cosine' (decays to 0 by the last step).
+      # 'constant' (the study's) or 'cosine' (to 0 at the last step: a resume keeps num_epochs).
+      schedule='constant',
   )
   config.data.num_words = 5000  # Tokenizer vocabulary: ids 1..num_words-1, 0 is padding.
   config.data.maxlen = 150  # Words per message: pre-padded and pre-truncated (Keras defaults).

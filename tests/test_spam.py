@@ -19,7 +19,7 @@ from aml2_jax.spam.models import make_model
 from aml2_jax.spam.predict import read_messages
 from aml2_jax.training.config import load_config
 from aml2_jax.errors import UserError
-from aml2_jax.training.checkpointing import Checkpointer
+from aml2_jax.training.checkpointing import Checkpointer, check_compatible
 from aml2_jax.training.param_summary import count_params
 from aml2_jax.datasets.tokenizer import Tokenizer, normalised_text
 from conftest import REAL_ROOT, launch, needs_real
@@ -428,6 +428,22 @@ def test_resuming_with_other_data_is_refused_and_keeps_the_vocabulary(trained, t
   with pytest.raises(UserError, match='different data'):
     spam.train_and_evaluate(_config('spam_lstm', tiny_root, dedup=False), workdir)
   assert (workdir / 'seed_0' / spam_train.TOKENIZER_FILE).read_bytes() == vocab
+
+
+def test_a_cosine_run_resumed_with_another_length_is_refused(tmp_path):
+  def saved_meta():  # As the checkpoint holds it: JSON.
+    return json.loads(json.dumps(spam_train.train_meta(config, 'vocab digest')))
+
+  config = load_config('spam_rnn')
+  saved = saved_meta()
+  config.num_epochs += 10  # A constant rate may be trained on for longer.
+  check_compatible(saved, spam_train.train_meta(config, 'vocab digest'), tmp_path)
+  config.optim.schedule = 'cosine'
+  saved = saved_meta()
+  config.num_epochs += 10
+  with pytest.raises(UserError, match='different optim_schedule \\("cosine over 20 epochs" there, '
+                     '"cosine over 30 epochs" now\\)'):
+    check_compatible(saved, spam_train.train_meta(config, 'vocab digest'), tmp_path)
 
 
 def test_eval_mode_reproduces_the_training_results(trained, tiny_root, tmp_path):

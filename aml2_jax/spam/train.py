@@ -125,7 +125,8 @@ def train_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
           'tokenizer_fit': d.tokenizer_fit}
   meta = {**model_meta(config, digest), 'data': data}
   if config.optim.schedule != 'constant':  # Its optimizer state differs; older runs lack the key.
-    meta['optim_schedule'] = config.optim.schedule
+    # The cosine's length is the run's: resuming with another num_epochs would bend it mid-run.
+    meta['optim_schedule'] = f'{config.optim.schedule} over {config.num_epochs} epochs'
   return meta
 
 
