@@ -77,3 +77,17 @@ def test_documented_command_runs(command, tmp_path, data_root):
                         text=True, timeout=300, check=False)
   assert done.returncode == 0, (f'the documented command `{command}` failed; fix the docs or '
                                 f'the code:\n{done.stderr[-3000:]}')
+
+
+def test_every_test_the_docs_name_exists():
+  """`test_x.py::test_name` (or `::test_name`, in the file last named) in a page is a real test."""
+  reference = re.compile(r'`(?:tests/)?(test_\w+\.py)?::(test_\w+)')
+  missing = []
+  for page in [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]:
+    current = None
+    for match in reference.finditer(page.read_text()):
+      current = match.group(1) or current
+      source = (REPO / 'tests' / current).read_text() if current else ''
+      if not re.search(rf'^def {match.group(2)}\(', source, re.MULTILINE):
+        missing.append(f'{page.name}: {current}::{match.group(2)}')
+  assert not missing, f'pages name tests that do not exist: {missing}'
