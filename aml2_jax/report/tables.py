@@ -213,7 +213,8 @@ def textgen_results(root: Path, page_dir: Path) -> str:
     steps = f'{epochs * per_epoch:,}' if epochs and per_epoch else DASH
     rows.append([model, objective, f'{epochs} ({run.get("best_epoch", default=DASH)})', steps,
                  number(run.get('val_bpc'), 3), number(run.get('test_bpc'), 3),
-                 number(run.get('test_loss'), 3), duration(run.get('wall_s'))])
+                 number(run.get('test_loss'), 3),
+                 duration(run.wall_s() or run.get('wall_s')) + _resumed(run)])
   return _block(table(header, rows), runs)
 
 
