@@ -2,7 +2,8 @@
 
 Library chatter goes through absl logging (quiet unless `--verbose`); what the user should read
 (the data a run found, per-epoch metrics, where results went) goes through `say`, which prints
-on process 0 only. Progress bars are `aml2_jax.runtime.metrics_logging.progress_bar`.
+on process 0 only. Progress bars (on stderr, when it is a terminal) and the per-epoch lines are
+made in `aml2_jax.runtime.metrics_logging` (`progress_bar`, `epoch_line`).
 """
 
 import sys

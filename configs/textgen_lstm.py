@@ -28,11 +28,22 @@ def get_config(variant: str = ''):
   config.model = dict(
       cell='lstm',  # 'lstm' (Keras LSTM, forget-gate bias 1) or 'simple'.
       units=128,  # Recurrent width: 141,045 params in all with the 117-char vocabulary.
-      dropout=0.0,  # The study's LSTM has no dropout.
+      dropout=0.0,  # Dropout on the recurrent output; the study's LSTM has none.
+      input_dropout=0.0,  # Dropout on the one-hot input, one mask per window (0 = none, study).
+      recurrent_dropout=0.0,  # Variational dropout on the state, one mask per window (0 = none).
       unroll=0,  # Time steps per scan iteration (speed only); 0 = config.backend_defaults.
   )
   config.optim = dict(
-      learning_rate=0.01,  # RMSProp, the study's value.
+      optimizer='rmsprop',  # 'rmsprop' (Keras' RMSprop, the study's) or 'adamw'.
+      learning_rate=0.01,  # The study's RMSProp rate; the peak rate under a schedule.
+      schedule='constant',  # 'constant' (the study's) or 'cosine' (warm-up, then cosine decay).
+      warmup_epochs=0,  # Linear warm-up from 0 over this many epochs (cosine schedule only).
+      end_lr_fraction=0.0,  # The cosine ends at this fraction of learning_rate at the last step.
+      clip_norm=0.0,  # Clip the gradients' global norm to this before the update (0 = no clip).
+      weight_decay=0.0,  # AdamW's decoupled weight decay, on the kernels (not the biases).
+      b1=0.9,  # AdamW's first-moment decay.
+      b2=0.999,  # AdamW's second-moment decay.
+      plateau=True,  # Keras' ReduceLROnPlateau on the training loss (the study's); False = off.
       rho=0.9,  # Keras' RMSprop rho (optax `decay`).
       eps=1e-7,  # Keras' RMSprop epsilon (optax's default is 1e-8).
       eps_in_sqrt=True,  # Keras divides by sqrt(velocity + eps): eps inside the root.
@@ -46,6 +57,9 @@ def get_config(variant: str = ''):
   config.data.val_fraction = 0.05  # Validation: per-epoch bits/char, picks the checkpoint.
   config.data.test_fraction = 0.05  # Test, disjoint: scored once, at the end (test_bpc).
   config.data.split_seed = 0  # Seeds the held-out choice (kept apart from config.seed).
+  # all_chars only: cut the text (read as a cycle) at a fresh random offset every epoch, drawn
+  # from (seed, epoch), instead of the same windows every epoch.
+  config.data.random_offsets = False
   config.data.max_windows = 0  # Train on a fixed random subset of this many windows (0 = all).
   config.data.limit_messages = 0  # Use only the first N messages (0 = all); for smoke runs.
   config.eval = dict(
@@ -58,6 +72,7 @@ def get_config(variant: str = ''):
       prompts=('', 'Free ', 'Hey '),  # Prompts of the samples logged every epoch.
       length=160,  # Characters per logged sample (it stops early at the end character).
       temperature=0.5,  # Softmax temperature of the logged samples (0 = greedy).
+      every_epochs=1,  # Log samples every this many epochs (and after the last).
   )
   if variant == 'smoke':
     config.num_epochs = 2

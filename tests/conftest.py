@@ -3,6 +3,10 @@
 The suite runs on CPU wherever it is started, a GPU or TPU host included: JAX_PLATFORMS is set
 here, before any test module imports JAX, and launched processes inherit it. The tests marked
 `accelerator` (`python -m pytest -m accelerator`) launch on the default backend instead.
+
+Two tiers: the default run leaves out the tests marked `long` (whole training runs, injected
+faults, device counts, several processes, the notebook, the docs' commands, anything over a few
+seconds); `python -m pytest -m long` runs them, and `.ci/run` runs both.
 """
 
 import os

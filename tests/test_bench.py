@@ -15,6 +15,7 @@ FIELDS = {'model', 'batch_size', 'compile_s', 'ms_per_step', 'samples_per_s', 'p
           'large_matmul_gflops', 'utilisation_of_large_matmul', 'platform', 'device'}
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not os.environ.get('AML2_DATA_DIR'), reason='needs AML2_DATA_DIR (real data)')
 def test_bench_writes_a_record_per_model(tmp_path):
   out = tmp_path / 'bench.json'

@@ -4,6 +4,7 @@ FID, the losses and the moving average are pinned by hand in `test_gan_maths.py`
 """
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,8 @@ from aml2_jax import cgan, fmnist_classifier
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.cgan import generate, metrics as gan_metrics, quality, train as cgan_train
 from aml2_jax.cgan.models import make_model
+from aml2_jax.errors import UserError
+from aml2_jax.fmnist_classifier import train as classifier_train
 from aml2_jax.training.config import load_config
 from aml2_jax.training.param_summary import count_params
 from conftest import launch
@@ -97,14 +100,55 @@ def test_class_entropy_and_per_class_accuracy():
   np.testing.assert_allclose(per_class, [1.0, 0.5, 1.0])
 
 
-def test_conditional_accuracy_on_real_images_equals_classifier_accuracy(tiny_fmnist_root, tmp_path):
-  clf_config = load_config('fmnist_classifier', 'smoke')
-  clf_config.data.dir = str(tiny_fmnist_root)
-  results = fmnist_classifier.train_and_evaluate(clf_config, tmp_path)
+def test_judge_recipe_warms_up_then_decays_by_a_cosine_to_zero():
+  config = load_config('fmnist_classifier')
+  steps = config.num_epochs * (60000 // config.batch_size)
+  warmup = round(config.optim.warmup_fraction * steps)
+  peak = config.optim.learning_rate
+  schedule = classifier_train.learning_rate_schedule(config, 60000)
+  for step, want in ((0, 0.0), (warmup // 2, peak * (warmup // 2) / warmup), (warmup, peak),
+                     ((warmup + steps) // 2, peak / 2), (steps, 0.0)):
+    assert float(schedule(step)) == pytest.approx(want, rel=1e-3, abs=1e-9), step
+
+
+def test_judge_learning_rate_is_read_inside_the_optimizer_at_each_step():
+  config = load_config('fmnist_classifier')
+  tx = classifier_train.make_optimizer(config, 60000)
+  params = {'w': jnp.zeros(3)}
+  grads = {'w': jnp.array([1.0, -2.0, 0.5])}
+  opt_state = tx.init(params)
+  first, opt_state = tx.update(grads, opt_state, params)
+  second, _ = tx.update(grads, opt_state, params)
+  schedule = classifier_train.learning_rate_schedule(config, 60000)
+  np.testing.assert_array_equal(first['w'], 0.0)  # The warm-up starts at 0.
+  # Adam's bias-corrected direction for a repeated gradient is its sign, up to float32 rounding
+  # of its bias correction 1 - 0.999^2 = 0.001999, a cancellation: relative error ~2^-24 / 0.002.
+  np.testing.assert_allclose(second['w'], -float(schedule(1)) * np.sign(grads['w']), rtol=1e-4)
+
+
+def test_a_missing_judge_is_refused_with_the_command_that_trains_it(tmp_path):
+  config = load_config('cgan', 'smoke')
+  with pytest.raises(UserError, match=r'^no trained judge in \S+/fmnist_classifier; train it with '
+                                      r'`python launch.py --config=configs/fmnist_classifier.py:'
+                                      r'smoke --workdir=\S+/fmnist_classifier`'):
+    quality.Judge(config, tmp_path / 'cgan')
+
+
+@pytest.mark.long  # Trains the judge (a whole smoke run) first.
+def test_conditional_accuracy_on_real_images_equals_classifier_accuracy(tiny_fmnist_root, tmp_path,
+                                                                         capsys):
   cgan_config = load_config('cgan', 'smoke')
-  cgan_config.eval.classifier_workdir = str(tmp_path)
-  judge = quality.Judge(cgan_config, tmp_path)
-  data = fmnist_classifier.load_data(clf_config)
+  cgan_config.data.dir = str(tiny_fmnist_root)
+  judge = quality.ensure_judge(cgan_config, tmp_path / 'cgan')  # Trains it: none is there yet.
+  assert 'judge: training the Fashion-MNIST classifier in' in capsys.readouterr().out
+  assert judge.train_seconds > 0 and judge.workdir == tmp_path / 'fmnist_classifier'
+  results = json.loads((judge.workdir / 'results.json').read_text())
+  again = quality.ensure_judge(cgan_config, tmp_path / 'cgan')  # Restores it.
+  assert 'judge: the trained classifier in' in capsys.readouterr().out
+  assert again.train_seconds == 0
+  for a, b in zip(jax.tree.leaves(judge.params), jax.tree.leaves(again.params)):
+    np.testing.assert_array_equal(a, b)
+  data = fmnist_classifier.load_data(judge.config)
   metrics = quality.quality_metrics(judge, data.test_images, data.test_labels,
                                     judge.features(data.test_images))
   facts = quality.judge_facts(judge, data, judge(data.test_images), seed=0)
@@ -132,6 +176,7 @@ def test_validation_slice_is_stratified_reproducible_and_the_test_set_stays_apar
   assert [r.name for r in quality.references(config, data)] == ['test']
 
 
+@pytest.mark.long
 def test_train_then_sample_in_a_fresh_process(config, tiny_fmnist_root, tmp_path):
   workdir = tmp_path / 'cgan'
   common = [f'--config.data.dir={tiny_fmnist_root}', f'--workdir={workdir}']

@@ -107,3 +107,27 @@ def test_subsample_is_a_fixed_random_subset():
   assert len(subset) == 50 and set(subset) <= set(starts) and np.all(np.diff(subset) > 0)
   np.testing.assert_array_equal(subset, char_corpus.subsample(starts, 50, seed=1))
   assert char_corpus.subsample(starts, 0, seed=1) is starts
+
+
+@pytest.mark.parametrize('length', [1000, 1037])
+def test_random_offset_windows_make_every_character_a_target_each_epoch(length):
+  text = np.arange(length, dtype=np.int32)  # Each character its own position.
+  starts = char_corpus.cyclic_window_starts(length, 100)
+  assert len(starts) == -(-length // 100)
+  for epoch in range(3):
+    offset = char_corpus.epoch_offset(7, epoch, 100)
+    assert 0 <= int(offset) < 100
+    moved = char_corpus.offset_starts(starts, offset, length)
+    rows = np.asarray(char_corpus.gather_windows(text, moved, 100, wrap=True))
+    # Windows run on past the end from the start: the text read as a cycle.
+    np.testing.assert_array_equal(rows, (np.asarray(moved)[:, None] + np.arange(101)) % length)
+    assert set(rows[:, 1:].ravel()) == set(range(length))  # Every character a target.
+    assert rows[0, 0] == offset  # Cut where the epoch's offset says.
+
+
+def test_epoch_offsets_differ_between_epochs_and_repeat_for_the_same_seed_and_epoch():
+  offsets = [int(char_corpus.epoch_offset(0, e, 100)) for e in range(20)]
+  assert len(set(offsets)) > 10  # Fresh boundaries (20 draws of 100: repeats are rare).
+  jitted = jax.jit(char_corpus.epoch_offset, static_argnums=(0, 2))
+  assert [int(jitted(0, e, 100)) for e in range(20)] == offsets  # Same inside the step.
+  assert [int(char_corpus.epoch_offset(1, e, 100)) for e in range(20)] != offsets

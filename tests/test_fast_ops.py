@@ -91,6 +91,39 @@ def test_layer_dropout_rate_and_scale_on_both_paths(fast):
   assert not np.array_equal(first[:, :128] != 0, second != 0)  # Layers draw their own masks.
 
 
+@pytest.mark.parametrize('in_channels, features, size', [(1, 32, 28), (32, 64, 14)])
+def test_conv3x3_im2col_equals_nn_conv_and_its_gradients(in_channels, features, size):
+  """The judge's two convolutions at their exact shapes: the same params as `nn.Conv`, and the
+  same outputs and gradients up to float32 rounding.
+
+  Both paths sum the same n = 9 * in + 1 products (bias included) in different orders. Each is
+  within n * u * sum|x w| of the exact sum (u = 2^-24, recursive summation), so they differ by at
+  most 2 n u sum|x w|, which the test computes per output from |x| and |kernel|.
+  """
+  x = jax.random.normal(jax.random.key(1), (3, size, size, in_channels))
+  params = fast_ops.Conv3x3(features).init(jax.random.key(0), x)
+  flax_params = nn.Conv(features, (3, 3)).init(jax.random.key(0), x)
+  assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, flax_params)
+  np.testing.assert_array_equal(params['params']['kernel'], flax_params['params']['kernel'])
+  fast, plain = fast_ops.Conv3x3(features, fast=True), fast_ops.Conv3x3(features, fast=False)
+  reference = nn.Conv(features, (3, 3)).apply(params, x)
+  abs_params = jax.tree.map(jnp.abs, params)
+  bound = 2 * (9 * in_channels + 1) * 2.0 ** -24 * nn.Conv(features, (3, 3)).apply(abs_params,
+                                                                                  jnp.abs(x))
+  for module in (fast, plain):
+    assert np.all(np.abs(module.apply(params, x) - reference) <= bound)
+  weights = jax.random.normal(jax.random.key(2), reference.shape)  # A loss using every output.
+  loss = lambda apply, p, x, w: (apply(p, x) * w).sum()
+  grad = lambda apply: jax.grad(loss, (1, 2))(apply, params, x, weights)
+  # A gradient entry sums at most n = 3 * size^2 products (the kernel's, over batch and
+  # positions): the same argument, with sum|.| the gradient of the same loss on absolute values.
+  n = 3 * size * size
+  bounds = jax.grad(loss, (1, 2))(plain.apply, abs_params, jnp.abs(x), jnp.abs(weights))
+  for got, want, scale in zip(*(jax.tree.leaves(g) for g in (grad(fast.apply), grad(plain.apply),
+                                                              bounds))):
+    assert np.all(np.abs(got - want) <= 2 * n * 2.0 ** -24 * scale)
+
+
 def test_max_pool_fast_path_equals_nn_max_pool_and_its_gradient():
   x = jax.random.normal(jax.random.key(0), (2, 28, 28, 3))
   np.testing.assert_array_equal(fast_ops.max_pool_2x2(x, fast=True),

@@ -1,4 +1,5 @@
-"""The cGAN's maths pinned to independent computations: FID, D's and G's losses, the moving average.
+"""The cGAN's maths pinned to independent computations: FID, the losses, the moving average, and
+the recipe options (hinge, R1, two time scales, D steps per G step, the projection D).
 
 Each test is written to fail under a specific wrong formula (listed in its docstring), which the
 equal-covariance and "loss goes down" checks elsewhere let through.
@@ -16,7 +17,9 @@ import optax
 import pytest
 
 from aml2_jax.cgan import metrics as gan_metrics, train as cgan_train
-from aml2_jax.cgan.models import IMAGE_PIXELS
+from aml2_jax.cgan.models import IMAGE_PIXELS, make_model
+from aml2_jax.training.config import load_config
+from aml2_jax.training.param_summary import count_params
 
 
 def _softplus(x: float) -> float:
@@ -161,21 +164,36 @@ class _FirstPixelD(nn.Module):
     return images[:, 0] * self.param('w', nn.initializers.ones, ())
 
 
-def _tiny_step(real_label: float, ema_decay: float = 0.9, lr: float = 1.0):
-  """One real step with plain SGD on 4 real images (first pixel 1.0), G's first pixel -0.5."""
-  tx = optax.sgd(lr)
+class _QuadraticD(nn.Module):
+  """D's logit is w / 2 times the first pixel squared: dD/dx = w x_0 on the first pixel only."""
+
+  @nn.compact
+  def __call__(self, images, labels, train=False):
+    return 0.5 * self.param('w', nn.initializers.ones, ()) * images[:, 0] ** 2
+
+
+def _tiny_state(tx, d_tx=None):
   image = jnp.zeros(IMAGE_PIXELS).at[0].set(-0.5)
   g_params, d_params = {'image': image}, {'w': jnp.array(1.0)}
-  state = cgan_train.GanState(
+  return cgan_train.GanState(
       step=jnp.zeros((), jnp.int32), g_params=g_params,
       g_ema={'image': jnp.zeros(IMAGE_PIXELS)}, d_params=d_params, g_opt=tx.init(g_params),
-      d_opt=tx.init(d_params), key=jax.random.key_data(jax.random.key(0)))
+      d_opt=(d_tx or tx).init(d_params), key=jax.random.key_data(jax.random.key(0)))
+
+
+def _tiny_step(real_label: float, ema_decay: float = 0.9, lr: float = 1.0, d_lr=None,
+               d=_FirstPixelD(), state=None, **options):
+  """One real step with plain SGD on 4 real images (first pixel 1.0), G's first pixel -0.5.
+
+  `d_lr` gives D its own SGD rate; `options` (loss, r1_weight, d_steps) go to the step."""
+  tx = optax.sgd(lr)
+  d_tx = None if d_lr is None else optax.sgd(d_lr)
   images = np.zeros((4, IMAGE_PIXELS), np.uint8)
   images[:, 0] = 255  # -> 255 / 127.5 - 1 = 1.0.
   data = {'images': jnp.asarray(images), 'labels': jnp.arange(4, dtype=jnp.int32)}
-  step = functools.partial(cgan_train.train_step, g=_ConstantG(), d=_FirstPixelD(), tx=tx,
-                           latent_dim=3, real_label=real_label, ema_decay=ema_decay)
-  return jax.jit(step)(state, data, jnp.arange(4))
+  step = functools.partial(cgan_train.train_step, g=_ConstantG(), d=d, tx=tx, d_tx=d_tx,
+                           latent_dim=3, real_label=real_label, ema_decay=ema_decay, **options)
+  return jax.jit(step)(_tiny_state(tx, d_tx) if state is None else state, data, jnp.arange(4))
 
 
 def test_train_step_on_a_tiny_fixed_network_matches_the_hand_computation():
@@ -213,3 +231,89 @@ def test_train_step_smooths_only_the_real_target():
   w_new = w - dw
   assert float(state.d_params['w']) == pytest.approx(w_new, rel=1e-6)
   assert float(metrics['g_loss']) == pytest.approx(_softplus(-w_new * f), rel=1e-6)
+
+
+# ---------------------------------------------------------------- recipe options
+
+
+def test_hinge_losses_on_known_logits():
+  """Catches hinge terms with the wrong sign or margin, or a mean over both sets together."""
+  real, fake = jnp.array([2.0, 0.5]), jnp.array([-0.5, -3.0])
+  # Real: relu(1 - 2) = 0, relu(1 - 0.5) = 0.5 -> mean 0.25; generated: relu(1 - 0.5) = 0.5,
+  # relu(1 - 3) = 0 -> mean 0.25. The sum of the two means: 0.5.
+  assert float(cgan_train.discriminator_loss(real, fake, 1.0, 'hinge')) == pytest.approx(0.5)
+  assert float(cgan_train.discriminator_loss(jnp.array([3.0]), jnp.array([-2.0]), 1.0,
+                                             'hinge')) == 0.0  # Both beyond the margin.
+  assert float(cgan_train.generator_loss(fake, 'hinge')) == pytest.approx(1.75)  # -mean.
+  grad = jax.grad(lambda l: cgan_train.generator_loss(l, 'hinge'))(fake)
+  np.testing.assert_allclose(grad, [-0.5, -0.5])  # Never saturates.
+
+
+def test_r1_penalty_on_a_quadratic_discriminator_matches_the_hand_computation():
+  """Catches R1 on generated images, a missing 1/2, a sum over the batch instead of the mean,
+  and a penalty that does not reach D's gradient."""
+  gamma, r, f, w = 3.0, 1.0, -0.5, 1.0
+  state, metrics = _tiny_step(real_label=1.0, d=_QuadraticD(), r1_weight=gamma)
+  # dD/dx_0 = w r on each real image: penalty gamma / 2 * w^2 r^2 = 1.5 (4 images, mean).
+  assert float(metrics['r1']) == pytest.approx(gamma / 2 * w ** 2 * r ** 2, rel=1e-6)
+  bce = 0.5 * (_softplus(-w * r ** 2 / 2) + _softplus(w * f ** 2 / 2))
+  assert float(metrics['d_loss']) == pytest.approx(bce + gamma / 2 * w ** 2, rel=1e-6)
+  dw = 0.5 * (-r ** 2 / 2 * _sigmoid(-w * r ** 2 / 2) + f ** 2 / 2 * _sigmoid(w * f ** 2 / 2))
+  dw += gamma * w * r ** 2  # d/dw of gamma / 2 * w^2 r^2.
+  assert float(state.d_params['w']) == pytest.approx(w - dw, rel=1e-6)
+
+
+def test_two_time_scales_give_each_net_its_rate():
+  """Catches D updated with G's rate (or the reverse), in the step and in the config."""
+  r, f, w = 1.0, -0.5, 1.0
+  state, _ = _tiny_step(real_label=1.0, lr=1.0, d_lr=0.25)
+  dw = 0.5 * (-r * _sigmoid(-w * r) + f * _sigmoid(w * f))
+  w_new = w - 0.25 * dw
+  assert float(state.d_params['w']) == pytest.approx(w_new, rel=1e-6)
+  assert float(state.g_params['image'][0]) == pytest.approx(f + w_new * _sigmoid(-w_new * f),
+                                                            rel=1e-6)  # G's rate: 1.
+  config = load_config('cgan')
+  config.optim.learning_rate, config.optim.d_learning_rate = 1e-4, 4e-4
+  grads = {'x': jnp.array([1.0, -2.0])}
+  for net, rate in (('g', 1e-4), ('d', 4e-4)):
+    tx = cgan_train.make_optimizer(config, net)
+    updates, _ = tx.update(grads, tx.init(grads))  # Adam's first step: -rate * sign(grad).
+    np.testing.assert_allclose(updates['x'], [-rate, rate], rtol=1e-4)
+  config.optim.d_learning_rate = 0.0  # Unset: D shares G's rate.
+  updates, _ = cgan_train.make_optimizer(config, 'd').update(grads, optax.adam(1.0).init(grads))
+  np.testing.assert_allclose(updates['x'], [-1e-4, 1e-4], rtol=1e-4)
+
+
+def test_with_two_d_steps_a_d_step_leaves_g_untouched():
+  """Catches G (or its average, or its optimizer) moving on a D-only step, or never moving."""
+  state, metrics = _tiny_step(real_label=1.0, d_steps=2)
+  start = _tiny_state(optax.sgd(1.0))
+  assert float(state.d_params['w']) != 1.0
+  for name in ('g_params', 'g_ema', 'g_opt'):
+    for before, after in zip(jax.tree.leaves(getattr(start, name)),
+                             jax.tree.leaves(getattr(state, name))):
+      np.testing.assert_array_equal(before, after, err_msg=f'{name} moved on a D-only step')
+  assert float(metrics['g_loss']) == 0.0
+  state, metrics = _tiny_step(real_label=1.0, d_steps=2, state=state)  # Step 1: G moves too.
+  assert float(state.g_params['image'][0]) != -0.5 and float(state.g_ema['image'][0]) != 0.0
+  w = float(state.d_params['w'])
+  assert float(metrics['g_loss']) == pytest.approx(2 * _softplus(0.5 * w), rel=1e-6)
+
+
+def test_projection_discriminator_counts_and_uses_the_label_at_its_output():
+  """Catches a projection that ignores the label, uses the wrong class row, or changes G."""
+  config = load_config('cgan', 'projection')
+  state = jax.eval_shape(lambda: cgan_train.create_train_state(config))
+  assert count_params(state.g_params) == 1_489_012  # The generator is the study's.
+  assert count_params(state.d_params) == 1_470_565 + 10 * 256  # + the 10 x 256 projection.
+  _, d = make_model(config)
+  params = d.init(jax.random.key(0), jnp.zeros((1, IMAGE_PIXELS)), jnp.zeros((1,), jnp.int32),
+                  train=False)['params']
+  images = jax.random.uniform(jax.random.key(1), (10, IMAGE_PIXELS), minval=-1, maxval=1)
+  logits = lambda table: d.apply({'params': {**params, 'label_project': {'embedding': table}}},
+                                 images, jnp.arange(10), train=False)
+  zero = jnp.zeros((10, 256))
+  one_row = zero.at[3].set(jax.random.normal(jax.random.key(2), (256,)))
+  delta = logits(one_row) - logits(zero)
+  assert np.count_nonzero(np.asarray(delta)) == 1 and float(delta[3]) != 0.0  # Only class 3.
+  np.testing.assert_allclose(logits(2 * one_row) - logits(zero), 2 * delta, rtol=1e-5)

@@ -26,6 +26,7 @@ def _two_processes(args: list[str], port: int, timeout: int = 600) -> list[subpr
   return results
 
 
+@pytest.mark.long
 def test_two_processes_train_like_one_process_with_four_devices(tiny_fmnist_root, tmp_path):
   args = cgan_cli_args(tmp_path / 'two', tiny_fmnist_root, 1) + ['--config.num_devices=0']
   results = _two_processes(args, port=12391)
@@ -49,11 +50,14 @@ def test_two_processes_train_like_one_process_with_four_devices(tiny_fmnist_root
     assert npz['images'].shape == (2, 28, 28)
 
 
+# The first two wait out a coordinator's timeout: long tier.
 @pytest.mark.parametrize('flags, message', [
-    (['--coordinator_address=127.0.0.1:12392', '--num_processes=2', '--process_id=1',
-      '--coordinator_timeout=3'], 'no coordinator answered at 127.0.0.1:12392 within 3 s'),
-    (['--coordinator_address=127.0.0.1:12393', '--num_processes=2', '--process_id=0',
-      '--coordinator_timeout=3'], 'only 1 of 2 processes started within 3 s'),
+    pytest.param(['--coordinator_address=127.0.0.1:12392', '--num_processes=2', '--process_id=1',
+                  '--coordinator_timeout=3'],
+                 'no coordinator answered at 127.0.0.1:12392 within 3 s', marks=pytest.mark.long),
+    pytest.param(['--coordinator_address=127.0.0.1:12393', '--num_processes=2', '--process_id=0',
+                  '--coordinator_timeout=3'],
+                 'only 1 of 2 processes started within 3 s', marks=pytest.mark.long),
     (['--coordinator_address=127.0.0.1:12394', '--num_processes=2', '--process_id=2'],
      '--process_id=2 is out of range for --num_processes=2'),
     (['--coordinator_address=127.0.0.1:12395'], 'needs all of --coordinator_address'),

@@ -47,6 +47,7 @@ def _stdout(outputs) -> str:
   return ''.join(o.text for o in outputs if o.output_type == 'stream' and o.name == 'stdout')
 
 
+@pytest.mark.long
 def test_notebook_runs_top_to_bottom_on_the_smoke_configs(tmp_path, monkeypatch):
   nbformat = pytest.importorskip('nbformat', reason=_INSTALL)
   nbclient = pytest.importorskip('nbclient', reason=_INSTALL)

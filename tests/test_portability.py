@@ -57,6 +57,7 @@ def _export(jitted, *args) -> None:
   export.export(jitted, platforms=ACCELERATORS)(*args)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('ops', ['fast', 'plain'])
 def test_cgan_and_judge_lower_for_gpu_and_tpu(ops):
   config = load_config('cgan')
@@ -80,6 +81,7 @@ def test_cgan_and_judge_lower_for_gpu_and_tpu(ops):
           jax.ShapeDtypeStruct((classifier_train.PREDICT_BATCH, 28, 28), jnp.uint8))
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('name', ['spam_rnn', 'spam_lstm'])
 def test_spam_classifier_lowers_for_gpu_and_tpu(name):
   config = load_config(name)
@@ -92,6 +94,7 @@ def test_spam_classifier_lowers_for_gpu_and_tpu(name):
           jax.ShapeDtypeStruct((spam_train.EVAL_BATCH, config.data.maxlen), jnp.int32))
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('name', ['textgen_rnn', 'textgen_lstm'])
 @pytest.mark.parametrize('objective', char_corpus.OBJECTIVES)
 def test_text_generator_lowers_for_gpu_and_tpu(name, objective):
@@ -134,6 +137,7 @@ def _launch_ok(*args, env=None):
   return done
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('kind', ['cgan', 'spam', 'textgen'])
 def test_trained_on_4_devices_restores_on_1_and_resumes_on_2(kind, tiny_sms_root, tiny_fmnist_root,
                                                              tmp_path):
@@ -197,6 +201,7 @@ def _compilations(args: list[str], epochs: int, workdir) -> int:
   return int(done.stdout.split('COMPILES')[-1].split()[0])
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('kind', ['cgan', 'spam', 'textgen'])
 def test_compilations_do_not_grow_with_the_number_of_epochs(kind, tiny_sms_root, tiny_fmnist_root,
                                                              tmp_path):

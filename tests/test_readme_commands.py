@@ -66,6 +66,7 @@ def fixture_data_root(tmp_path_factory, tiny_fmnist_root, tiny_sms_root) -> Path
   return root
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('command', COMMANDS)
 def test_documented_command_runs(command, tmp_path, data_root):
   words = shlex.split(command)

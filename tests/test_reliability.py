@@ -12,6 +12,8 @@ import pytest
 
 from conftest import REPO, checkpoint_leaves, launch
 
+pytestmark = pytest.mark.long  # Whole training runs, killed and resumed.
+
 COMMON = ['--config.steps_per_call=1', '--config.checkpoint_every_steps=3']
 
 

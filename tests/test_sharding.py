@@ -10,6 +10,7 @@ from conftest import cgan_cli_args, checkpoint_leaves, launch
 FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
 
 
+@pytest.mark.long
 def test_four_devices_match_one_device(tiny_fmnist_root, tmp_path):
   one, four = tmp_path / 'one', tmp_path / 'four'
   for workdir, env in ((one, {}), (four, FOUR_DEVICES)):
@@ -25,6 +26,8 @@ def test_four_devices_match_one_device(tiny_fmnist_root, tmp_path):
   assert losses[0]['train_d_loss'] == pytest.approx(losses[1]['train_d_loss'], rel=1e-4)
 
 
+# Long: the refusal comes after the judge of the per-epoch check is trained.
+@pytest.mark.long
 def test_batch_that_does_not_split_over_devices_is_refused(tiny_fmnist_root, tmp_path):
   result = launch(*cgan_cli_args(tmp_path / 'run', tiny_fmnist_root, 1), '--config.batch_size=30',
                   '--config.num_devices=4', env=FOUR_DEVICES)

@@ -76,7 +76,8 @@ def _config(name: str, root: Path | None = None, **data):
 @pytest.mark.parametrize('name, expected', [('spam_rnn', 261_361), ('spam_lstm', 260_657)])
 def test_exact_parameter_counts_and_summary(name, expected, capsys, tmp_path):
   config = load_config(name)
-  assert count_params(jax.eval_shape(lambda: spam_train.create_train_state(config)).params) == expected
+  state = jax.eval_shape(lambda: spam_train.create_train_state(config))
+  assert count_params(state.params) == expected
   experiments.run(config, 'summary', tmp_path, experiments.ModeOptions())
   assert capsys.readouterr().out.splitlines()[-1].split()[-1] == f'{expected:,}'
 
@@ -248,7 +249,8 @@ def test_one_training_step_lowers_the_loss_and_moves_every_parameter(name, tiny_
   split = input_pipeline.prepare_split(input_pipeline.load_corpus(config), config)
   data = {'ids': jnp.asarray(split.train_ids), 'labels': jnp.asarray(split.train_labels)}
   model = make_model(config)
-  step = jax.jit(functools.partial(spam_train.train_step, model=model, tx=spam_train.make_optimizer(config)))
+  step = jax.jit(functools.partial(spam_train.train_step, model=model,
+                                   tx=spam_train.make_optimizer(config)))
   state = spam_train.create_train_state(config)
   idx = jnp.arange(32)
   before = float(_batch_loss(model, state.params, data, idx))
@@ -279,6 +281,7 @@ def test_evaluation_compiles_once_for_any_params_and_size(tiny_root):
   assert metrics['confusion_matrix'][0][0] + metrics['confusion_matrix'][0][1] == 18
 
 
+# A whole training run: the tests that use it are in the long tier.
 @pytest.fixture(name='trained', scope='module')
 def fixture_trained(tiny_root, tmp_path_factory) -> tuple[Path, dict]:
   """The LSTM smoke config trained for two seeds on the synthetic corpus (in this process)."""
@@ -289,6 +292,7 @@ def fixture_trained(tiny_root, tmp_path_factory) -> tuple[Path, dict]:
   return workdir, spam.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.long
 def test_training_writes_results_for_every_seed_and_their_summary(trained):
   workdir, summary = trained
   assert json.loads((workdir / 'results.json').read_text()) == summary
@@ -317,6 +321,7 @@ def test_training_writes_results_for_every_seed_and_their_summary(trained):
     assert not any(k.startswith('test_') for e in epochs for k in e)
 
 
+@pytest.mark.long
 def test_split_json_gives_each_part_as_lines_of_the_data_file(trained, tiny_root):
   workdir, _ = trained
   split = json.loads((workdir / 'seed_1' / 'split.json').read_text())
@@ -340,7 +345,7 @@ def test_keep_best_val_epoch_restores_the_checkpoint_of_lowest_validation_loss(t
   run_dir.mkdir()
   tokenizer = Tokenizer.fit(['a b c'], config.data.num_words)
   tokenizer.save(run_dir / spam_train.TOKENIZER_FILE)
-  meta = spam_train.train_meta(config, input_pipeline.vocab_digest(tokenizer))
+  meta = spam_train.checkpoint_meta(config, input_pipeline.vocab_digest(tokenizer))
   ckpt = Checkpointer(run_dir / 'checkpoints', best_metric=spam_train.BEST_METRIC)
   params = {}
   for step, val_loss in ((10, 0.2), (20, 0.5)):  # Validation loss rises in the second epoch.
@@ -356,6 +361,7 @@ def test_keep_best_val_epoch_restores_the_checkpoint_of_lowest_validation_loss(t
     jax.tree.map(np.testing.assert_array_equal, restored, params[expected])
 
 
+@pytest.mark.long
 def test_eval_can_use_the_epoch_of_lowest_validation_loss(trained, tiny_root, tmp_path):
   workdir = tmp_path / 'copy'
   shutil.copytree(trained[0], workdir)
@@ -370,6 +376,7 @@ def test_eval_can_use_the_epoch_of_lowest_validation_loss(trained, tiny_root, tm
   assert results['val_loss'] == pytest.approx(best['val_loss'], rel=1e-6)
 
 
+@pytest.mark.long
 def test_predict_in_a_fresh_process(trained, tmp_path):
   workdir, _ = trained
   messages = ['', 'qwxz zzkj', 'win free prize cash claim now', 'see you later at home love',
@@ -390,6 +397,7 @@ def test_predict_in_a_fresh_process(trained, tmp_path):
   assert probs[len(messages) + 1] == probs[0]  # The empty line is an empty message.
 
 
+@pytest.mark.long
 def test_predict_refuses_a_file_that_is_not_utf8(trained, tmp_path):
   bad = tmp_path / 'latin1.txt'
   bad.write_bytes('ok\nWIN £100\n'.encode('latin-1'))
@@ -408,6 +416,7 @@ def test_predict_without_a_checkpoint_says_how_to_train(tmp_path):
   assert not (tmp_path / 'seed_0').exists()  # Looking did not create a run folder.
 
 
+@pytest.mark.long
 def test_restore_refuses_a_different_vocabulary_or_model(trained, tmp_path):
   workdir = tmp_path / 'copy'
   shutil.copytree(trained[0], workdir)
@@ -420,6 +429,7 @@ def test_restore_refuses_a_different_vocabulary_or_model(trained, tmp_path):
     spam.predict(config, workdir, options)
 
 
+@pytest.mark.long
 def test_resuming_with_other_data_is_refused_and_keeps_the_vocabulary(trained, tiny_root,
                                                                       tmp_path):
   workdir = tmp_path / 'copy'
@@ -432,20 +442,46 @@ def test_resuming_with_other_data_is_refused_and_keeps_the_vocabulary(trained, t
 
 def test_a_cosine_run_resumed_with_another_length_is_refused(tmp_path):
   def saved_meta():  # As the checkpoint holds it: JSON.
-    return json.loads(json.dumps(spam_train.train_meta(config, 'vocab digest')))
+    return json.loads(json.dumps(spam_train.checkpoint_meta(config, 'vocab digest')))
 
   config = load_config('spam_rnn')
   saved = saved_meta()
-  config.num_epochs += 10  # A constant rate may be trained on for longer.
-  check_compatible(saved, spam_train.train_meta(config, 'vocab digest'), tmp_path)
+  config.num_epochs += 10  # A constant rate may be trained on for longer...
+  check_compatible(saved, spam_train.checkpoint_meta(config, 'vocab digest'), tmp_path)
+  config.num_epochs -= 11  # ...not for shorter.
+  with pytest.raises(UserError, match=r'different num_epochs \(10 there, 9 now\); .*may only grow'):
+    check_compatible(saved, spam_train.checkpoint_meta(config, 'vocab digest'), tmp_path)
+  config.num_epochs = 20
   config.optim.schedule = 'cosine'
   saved = saved_meta()
   config.num_epochs += 10
-  with pytest.raises(UserError, match='different optim_schedule \\("cosine over 20 epochs" there, '
-                     '"cosine over 30 epochs" now\\)'):
-    check_compatible(saved, spam_train.train_meta(config, 'vocab digest'), tmp_path)
+  with pytest.raises(UserError, match=r'different optim\.schedule_epochs \(20 there, 30 now\)'):
+    check_compatible(saved, spam_train.checkpoint_meta(config, 'vocab digest'), tmp_path)
+  # Using the trained model checks neither: they shaped training, not the model.
+  check_compatible(saved, spam_train.checkpoint_meta(config, 'vocab digest'), tmp_path,
+                   resume=False)
 
 
+@pytest.mark.long
+def test_a_changed_optimizer_setting_on_resume_is_one_line_and_eval_still_restores(
+    trained, tiny_root, tmp_path):
+  """The resume rule: an optimizer setting may not change (the trained run used 1e-2)."""
+  workdir = Path(shutil.copytree(trained[0], tmp_path / 'copy'))
+  before = sorted(p.name for p in (workdir / 'seed_0' / 'checkpoints').iterdir())
+  done = launch('--config=configs/spam_lstm.py:smoke', f'--config.data.dir={tiny_root}',
+                '--config.num_seeds=2', '--config.optim.learning_rate=0.02', f'--workdir={workdir}')
+  assert done.returncode == 2 and 'Traceback' not in done.stderr, done.stderr[-2000:]
+  assert done.stderr.strip().splitlines()[-1] == (
+      f'error: the checkpoint in {workdir / "seed_0"} was made with a different '
+      'optim.learning_rate (0.01 there, 0.02 now); use another --workdir, or the config that '
+      'made it.')
+  assert sorted(p.name for p in (workdir / 'seed_0' / 'checkpoints').iterdir()) == before
+  config = _config('spam_lstm', tiny_root)
+  config.optim.learning_rate, config.num_epochs = 0.02, 1  # Not checked when only used.
+  assert spam_train.restore_for_eval(config, workdir / 'seed_0', workdir)[3] > 0
+
+
+@pytest.mark.long
 def test_eval_mode_reproduces_the_training_results(trained, tiny_root, tmp_path):
   workdir = tmp_path / 'copy'
   shutil.copytree(trained[0], workdir)

@@ -33,6 +33,7 @@ from conftest import REPO, launch
 from test_train_loop import loop_config, regression_task, run
 
 TRAIN = 'python launch.py --config=configs/regression.py'
+# Tests that inject faults or train are in the long tier; pure checks stay in the default one.
 
 
 # --- Helpers --------------------------------------------------------------------------------
@@ -151,6 +152,7 @@ DAMAGE = {'zeroed array bytes': zero_array_bytes, 'truncated files': truncate_fi
 
 
 @pytest.mark.parametrize('damage', DAMAGE)
+@pytest.mark.long
 def test_train_resumes_from_the_newest_intact_checkpoint_and_moves_the_damaged_one_aside(
     damage, pristine, tmp_path, capsys):
   workdir = copy(pristine, 'two', tmp_path)  # Checkpoints 12 and 24.
@@ -168,24 +170,28 @@ def test_train_resumes_from_the_newest_intact_checkpoint_and_moves_the_damaged_o
 
 
 @pytest.mark.parametrize('damage', DAMAGE)
-def test_restore_falls_back_from_a_damaged_latest_and_refuses_a_damaged_only_one(
+@pytest.mark.long
+def test_restore_moves_a_damaged_latest_aside_and_refuses_when_none_is_intact(
     damage, pristine, tmp_path, capsys):
+  """Eval, sample and predict follow training's policy: moved aside, the next one used."""
   workdir = copy(pristine, 'two', tmp_path)
   DAMAGE[damage](workdir / 'checkpoints' / '24')
   restored = restore(workdir)
   assert restored.step == 12
-  assert 'checkpoint step 24' in capsys.readouterr().err
-  assert step_dirs(workdir) == ['12', '24']  # Eval / sample / predict move nothing.
+  assert re.search(r'warning: checkpoint step 24 in \S+ is damaged \(.+\); moved it to '
+                   r'\S+/24\.damaged, using the next intact one\.', capsys.readouterr().err)
+  assert step_dirs(workdir) == ['12', '24.damaged']
   only = copy(pristine, 'only', tmp_path)
   DAMAGE[damage](only / 'checkpoints' / '24')
-  with pytest.raises(DamagedCheckpoint) as raised:
+  with pytest.raises(checkpointing.UserError) as raised:
     restore(only)
   message = str(raised.value)
-  assert re.fullmatch(r'checkpoint step 24 in \S+ is damaged \(.+\); it is the only one; '
-                      r'retrain: .+', message), message
-  assert 'does not fit' not in message
+  assert re.fullmatch(r'no intact checkpoint is left in \S+/checkpoints \(the damaged ones are '
+                      rf'kept aside\); retrain: {TRAIN} --workdir=\S+', message), message
+  assert step_dirs(only) == ['24.damaged']
 
 
+@pytest.mark.long
 def test_training_starts_over_when_its_only_checkpoint_is_damaged(pristine, tmp_path, capsys):
   workdir = copy(pristine, 'only', tmp_path)
   truncate_files(workdir / 'checkpoints' / '24')
@@ -195,23 +201,25 @@ def test_training_starts_over_when_its_only_checkpoint_is_damaged(pristine, tmp_
   assert step_dirs(workdir) == ['12', '24', '24.damaged']
 
 
-def test_a_damaged_best_checkpoint_is_refused_not_replaced(tmp_path):
+@pytest.mark.long
+def test_a_damaged_best_checkpoint_is_moved_aside_and_the_next_best_used(tmp_path, capsys):
   workdir = tmp_path / 'run'
-  ckpt = Checkpointer(workdir / 'checkpoints', best_metric='val_loss')
+  ckpt = Checkpointer(workdir / 'checkpoints', keep=4, best_metric='val_loss')
   state = regression_task().state
-  for step, loss in ((1, 0.5), (2, 0.1), (3, 0.3)):  # Step 2 is the best.
+  for step, loss in ((1, 0.2), (2, 0.1), (3, 0.5), (4, 0.6)):  # Best 2, next best 1.
     ckpt.save(step, {'state': state}, {'experiment': 'regression'}, {'val_loss': loss})
   ckpt.close()
+  assert restore(workdir, best_metric='val_loss').step == 2
   zero_array_bytes(workdir / 'checkpoints' / '2')
-  with pytest.raises(DamagedCheckpoint, match=r'step 2 .*it is the best one by val_loss\); '
-                                              r'rename it to 2\.damaged to use the next best'):
-    restore(workdir, best_metric='val_loss')
-  (workdir / 'checkpoints' / '2').rename(workdir / 'checkpoints' / '2.damaged')
-  assert restore(workdir, best_metric='val_loss').step == 3  # The next best, as the line says.
+  assert restore(workdir, best_metric='val_loss').step == 1  # Orbax's next best, not the newest.
+  assert re.search(r'checkpoint step 2 in \S+ is damaged \(.+\); moved it to \S+/2\.damaged',
+                   capsys.readouterr().err)
+  assert step_dirs(workdir) == ['1', '2.damaged', '3', '4']
 
 
 # Orbax's other reads of the damaged step end on a closed event loop (hidden by the launcher).
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+@pytest.mark.long
 def test_without_a_manifest_damage_is_still_told_from_a_config_mismatch(pristine, tmp_path,
                                                                         capsys):
   """Steps saved before manifests existed (or cut off before theirs): orbax's own errors are
@@ -231,6 +239,7 @@ def test_without_a_manifest_damage_is_still_told_from_a_config_mismatch(pristine
   assert not isinstance(raised.value, DamagedCheckpoint)
 
 
+@pytest.mark.long
 def test_a_manifest_survives_later_saves_and_covers_every_file(tmp_path):
   workdir = tmp_path / 'run'
   run(regression_task(), loop_config(3, keep_checkpoints=5), workdir)
@@ -248,6 +257,7 @@ def test_a_manifest_survives_later_saves_and_covers_every_file(tmp_path):
 
 
 @pytest.mark.parametrize('code', [errno.ENOSPC, errno.EIO])
+@pytest.mark.long
 def test_a_failed_background_save_is_one_storage_error_and_keeps_the_previous_checkpoint(
     code, pristine, tmp_path, monkeypatch):
   """Injected: what tensorstore reports when orbax's background writer fails (any platform)."""
@@ -286,6 +296,7 @@ def test_a_failed_background_save_is_one_storage_error_and_keeps_the_previous_ch
   assert restore(workdir).step == 24
 
 
+@pytest.mark.long
 def test_a_full_disk_during_training_is_one_line_and_the_last_checkpoint_restores(
     tmp_path, tiny_sms_root):
   """A full disk, for real: the spam smoke config on a small tmpfs that fills up."""
@@ -306,10 +317,14 @@ def test_a_full_disk_during_training_is_one_line_and_the_last_checkpoint_restore
     assert not list((disk / 'run' / 'seed_0' / 'checkpoints').glob('*tmp*'))
 
 
-def test_a_read_only_disk_fails_a_save_at_once_and_still_restores(pristine, tmp_path):
+@pytest.mark.long
+def test_a_read_only_disk_fails_a_save_at_once_and_still_restores(pristine, tmp_path, capsys):
   workdir = copy(pristine, 'two', tmp_path)
   with read_only(workdir, tmp_path / 'ro') as ro:
     assert restore(ro).step == 24  # Reading needs no write.
+    truncate_files(workdir / 'checkpoints' / '24')  # Seen through the read-only mount.
+    assert restore(ro).step == 12
+    assert 'is damaged' in capsys.readouterr().err and step_dirs(workdir) == ['12', '24']
     ckpt = Checkpointer(ro / 'checkpoints')
     try:
       with pytest.raises(StorageError, match=r'Read-only file system \(EROFS\)'):
@@ -395,6 +410,7 @@ def inject_full_disk(disk: Path, monkeypatch) -> None:
 @pytest.mark.parametrize('how', ['injected', 'full tmpfs'])
 @pytest.mark.parametrize('what', ['results.json', 'config.json', 'curves.png', 'samples/grid.png',
                                   'tensorboard'])
+@pytest.mark.long
 def test_every_file_a_run_writes_fails_on_a_full_disk_as_one_storage_error(what, how, tmp_path,
                                                                             monkeypatch):
   with contextlib.ExitStack() as stack:
@@ -423,6 +439,7 @@ def test_every_file_a_run_writes_fails_on_a_full_disk_as_one_storage_error(what,
     assert not list(disk.rglob('.*tmp*'))  # No temporary file left taking space.
 
 
+@pytest.mark.long
 def test_an_io_error_on_a_results_file_is_one_storage_error(tmp_path, monkeypatch):
   """Injected (any platform): EIO from the disk while writing results.json."""
   (tmp_path / 'results.json').write_text('{"old": true}\n')
@@ -460,6 +477,7 @@ def _python(code: str, crash_at: str) -> subprocess.CompletedProcess:
                         env={**os.environ, faults.CRASH_ENV: crash_at}, timeout=120)
 
 
+@pytest.mark.long
 def test_a_kill_while_results_json_is_written_leaves_the_previous_file_whole(tmp_path):
   path = tmp_path / 'results.json'
   path.write_text('{"accuracy": 0.5}\n')
@@ -470,6 +488,7 @@ def test_a_kill_while_results_json_is_written_leaves_the_previous_file_whole(tmp
   assert json.loads(path.read_text()) == {'accuracy': 0.5}
 
 
+@pytest.mark.long
 def test_a_kill_while_metrics_jsonl_is_written_leaves_a_torn_line_that_resuming_drops(
     tmp_path, capsys):
   from aml2_jax.plotting.curves import plot_curves  # pylint: disable=g-import-not-at-top
@@ -532,6 +551,7 @@ def fixture_evaluated_cgan(tiny_fmnist_root, tmp_path_factory) -> dict:
   return {'workdir': workdir, **runs}
 
 
+@pytest.mark.long
 def test_a_killed_evaluation_finishes_on_the_next_run_without_retraining(evaluated_cgan):
   workdir = evaluated_cgan['workdir']
   judge, cas, last = evaluated_cgan['judge'], evaluated_cgan['cas'], evaluated_cgan['last']
@@ -568,6 +588,7 @@ def _cgan_sample(workdir: Path, out: str = '') -> None:
   sample(_cgan_config(), workdir, ModeOptions(labels=(0, 9), num_per_class=2, out=out))
 
 
+@pytest.mark.long
 def test_sample_out_takes_png_or_npz_and_names_a_wrong_extension(evaluated_cgan, tmp_path):
   workdir = evaluated_cgan['workdir']
   _cgan_sample(workdir, str(tmp_path / 'missing' / 'parent' / 'images.npz'))  # Folders made.
@@ -584,6 +605,7 @@ def test_sample_out_takes_png_or_npz_and_names_a_wrong_extension(evaluated_cgan,
     _cgan_sample(workdir, str(blocker / 'grid.png'))
 
 
+@pytest.mark.long
 def test_a_read_only_trained_workdir_still_samples_and_eval_is_refused_clearly(evaluated_cgan,
                                                                                 tmp_path):
   workdir = evaluated_cgan['workdir']
@@ -623,20 +645,23 @@ def test_workdir_and_input_paths_are_refused_in_one_clear_line(tmp_path):
       read_messages(str(path))
 
 
+@pytest.mark.long
 def test_sample_falls_back_from_a_truncated_latest_cgan_checkpoint(evaluated_cgan, tmp_path):
-  """A damaged latest cGAN checkpoint (its files cut in half): sampling uses the previous one."""
+  """A damaged latest cGAN checkpoint (its files cut in half): sampling moves it aside and uses
+  the previous one."""
   from aml2_jax.cgan.train import restore_generator  # pylint: disable=g-import-not-at-top
   workdir = Path(shutil.copytree(evaluated_cgan['workdir'], tmp_path / 'cgan'))
   assert step_dirs(workdir) == ['1', '2']
   truncate_files(workdir / 'checkpoints' / '2')
   done = launch(*_cgan_args(workdir, tmp_path), '--mode=sample', f'--out={tmp_path / "g.png"}')
   assert done.returncode == 0, done.stderr[-3000:]
-  assert re.search(r'warning: checkpoint step 2 in \S+ is damaged \(.*truncated.*\); using the '
-                   r'previous checkpoint', done.stderr), done.stderr[-3000:]
+  assert re.search(r'warning: checkpoint step 2 in \S+ is damaged \(.*truncated.*\); moved it to '
+                   r'\S+/2\.damaged, using the next intact one', done.stderr), done.stderr[-3000:]
   assert not error_lines(done.stderr) and (tmp_path / 'g.npz').exists()  # Nothing else said.
-  assert step_dirs(workdir) == ['1', '2']  # Sampling moves nothing.
+  assert step_dirs(workdir) == ['1', '2.damaged']
   truncate_files(workdir / 'checkpoints' / '1')
-  with pytest.raises(DamagedCheckpoint, match=r'step 1 in \S+ is damaged \(.*\); no earlier one '
-                                              r'is intact; retrain: python launch.py '
-                                              r'--config=configs/cgan.py --workdir='):
+  with pytest.raises(checkpointing.UserError, match=r'no intact checkpoint is left in \S+ \(the '
+                                                    r'damaged ones are kept aside\); retrain: '
+                                                    r'python launch.py --config=configs/cgan.py '
+                                                    r'--workdir='):
     restore_generator(_cgan_config(), workdir)

@@ -12,7 +12,7 @@ import pytest
 
 from aml2_jax import textgen
 from aml2_jax.datasets import char_corpus
-from aml2_jax.textgen import generate, input_pipeline, train as textgen_train
+from aml2_jax.textgen import generate, input_pipeline, optim, train as textgen_train
 from aml2_jax.textgen.generate import CharSampler
 from aml2_jax.errors import UserError
 from aml2_jax.layers.recurrent import Recurrent
@@ -44,8 +44,10 @@ def _perturbed_params(model, ids, seed=0):
 @needs_real
 @pytest.mark.parametrize('name, expected', [('textgen_rnn', 142_731), ('textgen_lstm', 141_045)])
 @pytest.mark.parametrize('objective', char_corpus.OBJECTIVES)
-def test_exact_param_counts_on_the_real_corpus(name, expected, objective):
-  config = _config(name, '', objective=objective, **{'data.dir': str(REAL_ROOT)})
+@pytest.mark.parametrize('dropouts', [{}, {'model.input_dropout': 0.1,
+                                           'model.recurrent_dropout': 0.2}])
+def test_exact_param_counts_on_the_real_corpus(name, expected, objective, dropouts):
+  config = _config(name, '', objective=objective, **{'data.dir': str(REAL_ROOT), **dropouts})
   vocab = input_pipeline.load_corpus(config).vocab
   assert vocab.size == 117
   params = jax.eval_shape(lambda: textgen_train.create_train_state(config, vocab.size)).params
@@ -84,7 +86,7 @@ def _tiny_state_and_step(config, vocab_size=11, text_len=400):
   starts = char_corpus.window_starts(text_len, config.data.window, config.objective)
   model = make_model(config, vocab_size)
   step = jax.jit(functools.partial(
-      textgen_train.train_step, model=model, tx=textgen_train.make_optimizer(config), window=config.data.window,
+      textgen_train.train_step, model=model, tx=optim.make_optimizer(config), window=config.data.window,
       learning_rate=config.optim.learning_rate))
   return textgen_train.create_train_state(config, vocab_size), step, {'text': text, 'starts': starts}
 
@@ -127,7 +129,7 @@ def test_plateau_lowers_the_lr_by_0_2_after_a_flat_epoch():
   config = _config()
   state = textgen_train.create_train_state(config, vocab_size=11)
   end_epoch = functools.partial(textgen_train.end_epoch,
-                                update_plateau=textgen_train.make_plateau_update(config))
+                                update_plateau=optim.make_plateau_update(config))
   scales = []
   # Improves, flat (improvement < atol 1e-4), improves, flat, flat.
   for loss in (2.0, 1.99995, 1.5, 1.5, 1.5):
@@ -138,12 +140,108 @@ def test_plateau_lowers_the_lr_by_0_2_after_a_flat_epoch():
 
 def test_optimizer_is_keras_rmsprop():
   """Keras: v = 0.9 v + 0.1 g^2; w -= lr g / sqrt(v + 1e-7); here on a tiny gradient."""
-  tx = textgen_train.make_optimizer(_config())
+  tx = optim.make_optimizer(_config())
   params, grad = jnp.zeros(3), jnp.array([1e-4, -0.5, 2.0])
   updates, _ = tx.update(grad, tx.init(params), params)
   expected = -0.01 * grad / np.sqrt(0.1 * grad**2 + 1e-7)
   np.testing.assert_allclose(updates, expected, rtol=1e-5)
 
+
+
+def _dropout_model(**rates):
+  return CharModel(13, 8, 'lstm', all_steps=True, **rates)
+
+
+DROPOUTS = dict(dropout=0.3, input_dropout=0.2, recurrent_dropout=0.3)
+
+
+def test_dropout_options_keep_the_parameters_and_are_off_at_eval():
+  ids = np.random.default_rng(2).integers(0, 13, (4, 12)).astype(np.int32)
+  plain, dropped = _dropout_model(), _dropout_model(**DROPOUTS)
+  params = _perturbed_params(plain, ids)
+  shapes = lambda m: jax.tree.map(jnp.shape, jax.eval_shape(m.init, jax.random.key(0), ids))
+  assert shapes(plain) == shapes(dropped)
+  _, evaluated = dropped.apply({'params': params}, ids)
+  np.testing.assert_array_equal(evaluated, plain.apply({'params': params}, ids)[1])
+  train = lambda seed: dropped.apply({'params': params}, ids, train=True,
+                                     rngs={'dropout': jax.random.key(seed)})[1]
+  assert not np.allclose(train(0), evaluated)
+  np.testing.assert_array_equal(train(0), train(0))
+
+
+def test_recurrent_dropout_drops_the_same_units_at_every_step():
+  # Identity recurrence, zero input kernel: h_t = tanh(bias + m * h_{t-1}) per unit, so a
+  # dropped unit (m = 0) stays at tanh(bias) at every step and a kept one moves.
+  layer = Recurrent(16, cell='simple', vocab_size=3, recurrent_dropout=0.5)
+  ids = jnp.zeros((8, 6), jnp.int32)
+  params = {'kernel': jnp.zeros((3, 16)), 'bias': jnp.full((16,), 0.5),
+            'cell': {'recurrent_kernel': jnp.eye(16)}}
+  _, h = layer.apply({'params': params}, ids, deterministic=False,
+                     rngs={'dropout': jax.random.key(0)})
+  at_bias = np.isclose(np.asarray(h[:, 1:]), np.tanh(0.5), atol=1e-6)  # [batch, time - 1, units]
+  assert np.all(at_bias.all(axis=1) | ~at_bias.any(axis=1))  # All steps or none.
+  assert 0.2 < at_bias[:, 0].mean() < 0.8  # About half the units dropped.
+
+
+def test_input_dropout_drops_a_character_for_the_whole_window():
+  layer = Recurrent(4, cell='simple', vocab_size=5, input_dropout=0.5)
+  ids = jnp.array([[1, 2, 1, 3, 2, 1]] * 16, jnp.int32)
+  params = {'kernel': jnp.ones((5, 4)), 'bias': jnp.zeros((4,)),
+            'cell': {'recurrent_kernel': jnp.zeros((4, 4))}}  # h_t = tanh(input of step t).
+  _, h = layer.apply({'params': params}, ids, deterministic=False,
+                     rngs={'dropout': jax.random.key(1)})
+  dropped = np.asarray(h[..., 0]) == 0  # [batch, time]
+  for char in (1, 2, 3):
+    same = dropped[:, np.asarray(ids[0]) == char]
+    assert np.all(same.all(axis=1) | ~same.any(axis=1))
+  assert 0 < dropped.mean() < 1
+
+
+def test_cosine_schedule_warms_up_then_decays_and_the_step_logs_it():
+  config = _config(**{'optim.optimizer': 'adamw', 'optim.schedule': 'cosine',
+                      'optim.learning_rate': 2e-3, 'optim.warmup_epochs': 1, 'num_epochs': 3,
+                      'optim.end_lr_fraction': 0.1, 'optim.clip_norm': 1.0})
+  rate = optim.learning_rate(config, steps_per_epoch=10)
+  np.testing.assert_allclose([rate(0), rate(5), rate(10), rate(20), rate(30)],
+                             [0.0, 1e-3, 2e-3, 0.1 * 2e-3 + 0.9 * 2e-3 / 2, 0.1 * 2e-3],
+                             rtol=1e-5)
+  state = textgen_train.create_train_state(config, 11, steps_per_epoch=10)
+  step = jax.jit(functools.partial(
+      textgen_train.train_step, model=make_model(config, 11),
+      tx=optim.make_optimizer(config, 10), window=config.data.window, learning_rate=rate))
+  data = {'text': np.arange(400, dtype=np.int32) % 11, 'starts': np.arange(8, dtype=np.int32)}
+  state = state.replace(step=jnp.int32(5))
+  assert float(step(state, data, jnp.arange(4))[1]['lr']) == pytest.approx(1e-3, rel=1e-5)
+
+
+def test_clipping_scales_the_whole_gradient_to_the_clip_norm():
+  def second_update(**clip):
+    config = _config(**{'optim.optimizer': 'adamw', 'optim.b1': 0.0, **clip})
+    tx, params = optim.make_optimizer(config), jnp.zeros(2)
+    _, state = tx.update(jnp.array([1.0, 0.0]), tx.init(params), params)
+    return tx.update(jnp.array([1.0, 1e6]), state, params)[0]
+  # Clipped to norm 1, the first coordinate's 1 becomes 1e-6, tiny beside its first-step scale.
+  assert abs(float(second_update(**{'optim.clip_norm': 1.0})[0])) < 1e-3 * abs(
+      float(second_update()[0]))
+
+
+def test_random_offset_step_trains_on_the_epochs_windows_of_the_cyclic_text():
+  config = _config(objective='all_chars', **{'data.window': WINDOW, 'data.random_offsets': True})
+  text = (np.arange(205) * 7 % 11).astype(np.int32)
+  starts = char_corpus.cyclic_window_starts(len(text), WINDOW)
+  model = make_model(config, 11)
+  step = jax.jit(functools.partial(
+      textgen_train.train_step, model=model, tx=optim.make_optimizer(config), window=WINDOW,
+      learning_rate=0.01, offsets=(3, 4)))  # Seed 3, 4 steps an epoch.
+  state = textgen_train.create_train_state(config, 11).replace(step=jnp.int32(9))  # Epoch 2.
+  data, batch_idx = {'text': text, 'starts': starts}, jnp.array([0, 10])  # 10: wraps round.
+  moved = char_corpus.offset_starts(starts[batch_idx], char_corpus.epoch_offset(3, 2, WINDOW),
+                                    len(text))
+  ids = char_corpus.gather_windows(text, moved, WINDOW, wrap=True)
+  _, logits = model.apply({'params': state.params}, ids[:, :-1])
+  expected = optax.softmax_cross_entropy_with_integer_labels(logits, ids[:, 1:]).mean()
+  assert float(step(state, data, batch_idx)[1]['loss']) == pytest.approx(float(expected),
+                                                                          rel=1e-5)
 
 def _reference_greedy(model, params, context, length, window):
   """Greedy decoding that reruns the model from zero over the last <= window chars every time."""
@@ -202,6 +300,10 @@ def test_bad_config_is_a_user_error():
     textgen.check_config(_config(**{'data.test_fraction': 0.0}))
   with pytest.raises(UserError, match='must be < 1 to leave training messages'):
     textgen.check_config(_config(**{'data.val_fraction': 0.5, 'data.test_fraction': 0.5}))
+  with pytest.raises(UserError, match='random_offsets needs'):
+    textgen.check_config(_config(**{'data.random_offsets': True}))
+  with pytest.raises(UserError, match='optim.optimizer'):
+    textgen.check_config(_config(**{'optim.optimizer': 'sgd'}))
 
 
 def _write_tiny_sms_root(root):
@@ -218,6 +320,7 @@ def _write_tiny_sms_root(root):
   return root
 
 
+@pytest.mark.long
 def test_train_then_sample_in_a_fresh_process(tmp_path):
   root = _write_tiny_sms_root(tmp_path / 'data')
   workdir = tmp_path / 'run'
@@ -250,3 +353,25 @@ def test_train_then_sample_in_a_fresh_process(tmp_path):
   assert sampled.returncode == 0, sampled.stderr
   assert sampled.stdout == kept + text + '\n'
   assert '☃' in sampled.stderr  # The dropped character is reported.
+
+
+NEW_OPTIONS = {'objective': 'all_chars', 'data.random_offsets': True, 'model.dropout': 0.2,
+               'model.recurrent_dropout': 0.2, 'model.input_dropout': 0.1,
+               'optim.optimizer': 'adamw', 'optim.learning_rate': 3e-3, 'optim.clip_norm': 1.0,
+               'optim.weight_decay': 0.05, 'optim.plateau': False}
+
+
+@pytest.mark.long
+def test_random_offsets_and_dropout_resume_exactly(tmp_path):
+  root = _write_tiny_sms_root(tmp_path / 'data')
+  config = lambda epochs: _config(num_epochs=epochs, **NEW_OPTIONS, **{
+      'data.dir': str(root), 'data.limit_messages': 0, 'data.window': 30,
+      'data.max_windows': 0, 'batch_size': 8})
+  straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+  for workdir in (straight, resumed):
+    workdir.mkdir()
+  expected = textgen.train_and_evaluate(config(3), straight)
+  textgen.train_and_evaluate(config(1), resumed)
+  got = textgen.train_and_evaluate(config(3), resumed)
+  for key in ('val_loss', 'test_loss', 'train_loss', 'best_epoch'):
+    assert got[key] == expected[key], key

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aml2_jax.datasets.char_corpus import CharCorpus, Vocabulary
-from aml2_jax.textgen import baselines
+from aml2_jax.textgen import baselines, interpolate
 from conftest import REPO
 
 # Vocabulary '\n' (id 0), 'a' (1), 'b' (2). Training text "aab\nab\n", held-out text "ab\nb".
@@ -78,6 +78,7 @@ def test_baselines_score_the_same_windows_and_pick_k_on_validation():
   assert results['add_k_2']['val_bpc'] == by_k[str(results['add_k_2']['k'])]
 
 
+@pytest.mark.long
 def test_command_prints_and_writes_the_json(tiny_sms_root, tmp_path):
   out = tmp_path / 'baselines.json'
   result = _run_module('--config=configs/textgen_lstm.py:smoke', f'--data_dir={tiny_sms_root}',
@@ -95,3 +96,15 @@ def _run_module(*args: str) -> subprocess.CompletedProcess:
   """`python -m aml2_jax.textgen.baselines ARGS` in a fresh process from the repository root."""
   return subprocess.run([sys.executable, '-m', 'aml2_jax.textgen.baselines', *args], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
+
+
+def test_interpolation_weight_is_picked_on_validation_and_ends_are_the_two_models():
+  rng = np.random.default_rng(0)
+  network_p, ngram_p = rng.uniform(0.05, 0.9, 500), rng.uniform(0.05, 0.9, 500)
+  nll = -np.log(network_p)
+  assert interpolate.mixture_bpc(nll, ngram_p, 1.0) == pytest.approx(-np.mean(np.log2(network_p)))
+  assert interpolate.mixture_bpc(nll, ngram_p, 0.0) == pytest.approx(-np.mean(np.log2(ngram_p)))
+  weight, by_weight = interpolate.pick_weight(nll, ngram_p)
+  assert by_weight[weight] == min(by_weight.values())
+  # Two models that err on different targets: the mixture beats both.
+  assert 0 < weight < 1 and by_weight[weight] < min(by_weight[0.0], by_weight[1.0])

@@ -1,7 +1,8 @@
-"""The shared loop on a tiny regression task: resumption, checkpoints, divergence, retracing;
-and a real run stopped by SIGTERM."""
+"""The shared loop on a tiny regression task: resumption, checkpoints, divergence, retracing,
+what it prints; and a real run stopped by SIGTERM."""
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import numpy as np
 import optax
 import pytest
 
+from aml2_jax import console
+from aml2_jax.runtime import metrics_logging
 from aml2_jax.training import loop as train_loop
 from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.training.config import base_config
@@ -128,6 +131,7 @@ def test_a_changed_model_config_is_refused_and_nothing_is_overwritten(tmp_path):
   ckpt.close()
 
 
+@pytest.mark.long
 def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_fmnist_root, tmp_path):
   workdir = tmp_path / 'run'
   proc = subprocess.Popen([sys.executable, str(REPO / 'launch.py'),
@@ -146,6 +150,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(tiny_fmnist_root, tmp_path):
   assert f'at step {saved} ' in stderr
 
 
+@pytest.mark.long
 def test_checkpoint_restores_identically_in_a_fresh_process(tmp_path):
   state = run(regression_task(num=256), loop_config(1), tmp_path)
   restored = checkpoint_leaves(tmp_path / 'checkpoints', tmp_path)
@@ -166,3 +171,88 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_restorable(tmp_path):
   (partial / 'state' / 'manifest.ocdbt').write_bytes(b'\x00' * 7)
   resumed = run(regression_task(), loop_config(2), workdir)
   np.testing.assert_array_equal(resumed.params, straight.params)
+
+
+# --- What a user sees while a run trains ------------------------------------------------------
+
+def two_metric_step(state, data, batch_idx):
+  """`regression_step` also reporting its gradient norm: two train metrics, 'loss' not first
+  alphabetically."""
+  x, y = data['x'][batch_idx], data['y'][batch_idx]
+  loss, grads = jax.value_and_grad(lambda w: jnp.mean((x @ w - y) ** 2))(state.params)
+  return apply_gradients(state, grads, TX), {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
+
+
+def distance_hooks(**kwargs) -> train_loop.EpochHooks:
+  """A held-out figure that changes with training: the distance to the true weights."""
+  truth = np.array([1.0, -2.0, 0.5], np.float32)
+  return train_loop.EpochHooks(
+      evaluate=lambda state: {'val_distance': float(np.linalg.norm(state.params - truth))},
+      **kwargs)
+
+
+def train_and_capture(tmp_path, capsys, num_epochs=3, hooks=None):
+  """A short run of `two_metric_step` with `distance_hooks`; (stdout, stderr, metrics records)."""
+  capsys.readouterr()  # Drop anything printed before.
+  train_loop.train_in_workdir(regression_task(two_metric_step), loop_config(num_epochs), tmp_path,
+                              hooks or distance_hooks())
+  out, err = capsys.readouterr()
+  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  return out, err, records
+
+
+def test_each_epoch_prints_one_line_with_its_train_losses_held_out_metric_and_time(tmp_path,
+                                                                                   capsys):
+  out, _, records = train_and_capture(tmp_path, capsys)
+  line = re.compile(r'^regression epoch (\d)/3  loss (\S+)  grad_norm (\S+)  '
+                    r'val_distance (\S+)  \d+\.\d s \+ eval \d+\.\d s$')
+  found = [m.groups() for m in map(line.match, out.splitlines()) if m]
+  assert len(found) == 3, out
+  for (epoch, loss, grad_norm, distance), record in zip(found, records):
+    assert int(epoch) == record['epoch']
+    # The printed figures are the logged ones, in 4 significant digits.
+    assert [loss, grad_norm, distance] == [f'{record[k]:.4g}' for k in
+                                           ('train_loss', 'train_grad_norm', 'val_distance')]
+  assert float(found[-1][3]) < float(found[0][3])  # Training moved toward the truth.
+
+
+def test_the_line_shows_the_held_out_metrics_the_hooks_name(tmp_path, capsys):
+  hooks = train_loop.EpochHooks(evaluate=lambda state: {'val_a': 1.0, 'val_b': 2.0, 'val_c': 3.0},
+                                console_metrics=('val_c', 'val_a'))
+  out, _, records = train_and_capture(tmp_path, capsys, num_epochs=1, hooks=hooks)
+  assert '  val_c 3  val_a 1  ' in out and 'val_b' not in out
+  assert records[0]['val_b'] == 2.0  # Logged all the same.
+
+
+def test_without_a_terminal_the_bars_give_way_to_the_epoch_lines(tmp_path, capsys):
+  _, err, _ = train_and_capture(tmp_path, capsys)  # capsys's stderr is not a terminal.
+  assert '\r' not in err and 'step/s' not in err and '%|' not in err, err
+
+
+def test_a_shown_bar_carries_the_running_loss(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(metrics_logging, 'SHOW_BARS', True)  # As on a terminal.
+  out, err, records = train_and_capture(tmp_path, capsys, num_epochs=1)
+  final = [line for line in err.split('\r') if '12/12' in line][-1]  # The bar at the epoch's end.
+  assert final.startswith('epoch 1/1: 100%|'), err
+  # The postfix holds the loss of the last step read back (the last chunk's last step).
+  assert re.search(r', loss=[0-9.e+-]+\]$', final.strip()), final
+  assert 'grad_norm=' not in final  # Losses only: the bar stays short.
+  assert 'regression epoch 1/1  loss' in out
+
+
+def test_only_process_0_speaks(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(metrics_logging, 'SHOW_BARS', True)
+  monkeypatch.setattr(console, 'is_main_process', lambda: False)
+  capsys.readouterr()
+  run(regression_task(), loop_config(1), tmp_path)
+  assert capsys.readouterr() == ('', '')
+
+
+def test_epoch_line_of_a_seed_batch_says_it_shows_means():
+  line = metrics_logging.epoch_line(
+      'spam', 2, 5, {'loss': np.array([0.5, 0.25]), 'accuracy': np.array([0.9, 0.8])},
+      {'val_f1': np.array([0.8, 0.6])}, 12.34, 0.56)
+  assert line == ('spam epoch 2/5  loss 0.375  accuracy 0.85  val_f1 0.7  '
+                  '12.3 s + eval 0.6 s  (means over 2 seeds)')
+  # A seed batch's meta holds each seed's; the line names their experiment.
+  assert metrics_logging.experiment_name({'seeds': [{'experiment': 'spam'}] * 2}) == 'spam'

@@ -14,13 +14,13 @@ import ml_collections
 
 from aml2_jax import console
 from aml2_jax.errors import UserError
-from aml2_jax.cgan import quality, train as train_lib
+from aml2_jax.cgan import losses, quality, train as train_lib
 from aml2_jax.cgan.sample import sample
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.layers import fast_ops
 from aml2_jax.plotting.curves import plot_curves
 from aml2_jax.training import restore
-from aml2_jax.runtime import storage
+from aml2_jax.runtime import run_record
 from aml2_jax.training import config as config_lib
 from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
@@ -40,8 +40,19 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                     f'config.data.limit={config.data.limit}; lower it (0 = no validation slice).')
   if not 0 < config.optim.real_label <= 1:
     raise UserError(f'config.optim.real_label is {config.optim.real_label}: it must be in (0, 1].')
+  check_recipe(config)
   config_lib.check_choice(config, 'model.dtype', ('float32', 'bfloat16'))
   config_lib.check_choice(config, 'model.ops', fast_ops.OPS)
+
+
+def check_recipe(config: ml_collections.ConfigDict) -> None:
+  """Refuses recipe options (`config.optim`) that make no sense."""
+  config_lib.check_non_negative(config, 'optim.d_learning_rate', 'optim.r1_weight')
+  config_lib.check_positive(config, 'optim.d_steps')
+  config_lib.check_choice(config, 'optim.loss', losses.LOSSES)
+  if config.optim.loss == 'hinge' and config.optim.real_label != 1:
+    raise UserError('config.optim.real_label applies to the bce loss only; '
+                    'with --config.optim.loss=hinge leave it at 1.')
 
 
 def load_data(config: ml_collections.ConfigDict) -> fashion_mnist.FashionMnist:
@@ -57,18 +68,24 @@ def param_trees(config: ml_collections.ConfigDict) -> dict:
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:
   """Trains (resuming if possible), then measures the generator's quality into results.json.
 
-  The judge comes first (trained once if its workdir has none) when training checks the
-  generator against the validation slice after every epoch.
+  Announced steps: the judge (trained once if its workdir has none; the per-epoch check and the
+  evaluation use it), the GAN's training, the evaluation.
   """
   with WorkdirLock(workdir):
     write_config(workdir, config)
     data = load_data(config)
     # The step training resumes from: 0 for a fresh run, the last one when only evaluation is left.
     resumed_from = restore.refuse_incompatible(workdir, train_lib.model_meta(config)) or 0
+    checked = bool(config.data.val_size and config.eval.epoch_num_per_class)
+    steps = Steps(['judge'] * (checked or config.eval.after_training) + ['GAN training']
+                  + ['evaluation'] * config.eval.after_training)
     judge, epoch_check = None, None
-    if config.data.val_size and config.eval.epoch_num_per_class:
-      judge = quality.Judge(config, workdir)
+    if 'judge' in steps.names:
+      steps.start('judge')
+      judge = quality.ensure_judge(config, workdir)
+    if checked:
       epoch_check = quality.epoch_metrics(config, judge, quality.references(config, data)[0])
+    steps.start('GAN training', f'{config.num_epochs} epochs in {workdir}')
     start = time.perf_counter()
     state = train_lib.train(config, workdir, data, epoch_check)
     train_seconds = time.perf_counter() - start
@@ -77,6 +94,7 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
     console.say(f'trained in {train_seconds:.0f} s; samples in {workdir / "samples"}')
     if not config.eval.after_training:
       return {}
+    steps.start('evaluation')
     extra = {'train_wall_s': round(train_seconds, 1), 'resumed_from_step': resumed_from,
              'seconds': {'gan_training': round(train_seconds, 1)}}
     return quality.evaluate_and_write(config, workdir, train_lib.generator_params(config, state),
@@ -84,14 +102,29 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
+  """Measures a trained generator's quality into results.json: the judge (trained first if its
+  workdir has none), then the evaluation."""
   g_params = train_lib.restore_generator(config, workdir)
   with WorkdirLock(workdir):
-    previous = storage.read_json_object(workdir / 'results.json')
-    extra = {k: v for k, v in previous.items()
-             if k in ('train_wall_s', 'resumed_from_step')}  # Facts of training, not of eval.
-    if 'train_wall_s' in previous:
-      extra['seconds'] = {'gan_training': previous['train_wall_s']}
-    return quality.evaluate_and_write(config, workdir, g_params, load_data(config), extra)
+    steps = Steps(['judge', 'evaluation'])
+    steps.start('judge')
+    judge = quality.ensure_judge(config, workdir)
+    steps.start('evaluation')
+    extra = run_record.training_facts(workdir)
+    if 'train_wall_s' in extra:
+      extra['seconds'] = {'gan_training': extra['train_wall_s']}
+    return quality.evaluate_and_write(config, workdir, g_params, load_data(config), extra, judge)
+
+
+class Steps:
+  """Announces a mode's named steps on the console: `step 2/3: GAN training (...)`."""
+
+  def __init__(self, names: list[str]):
+    self.names = names
+
+  def start(self, name: str, detail: str = '') -> None:
+    detail = f' ({detail})' if detail else ''
+    console.say(f'step {self.names.index(name) + 1}/{len(self.names)}: {name}{detail}')
 
 
 MODES = {'train': train_and_evaluate, 'eval': evaluate, 'sample': sample}

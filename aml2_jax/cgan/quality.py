@@ -9,12 +9,12 @@ stratified) are what every choice looks at: the per-epoch curves, the checkpoint
 recipe comparisons; their metrics are the `val_*` keys. The test set is scored once, at the end,
 with freshly generated images (`test_*`); nothing is chosen by it.
 
-The evaluation survives a kill: its phases (training the judge, scoring, training the CAS
-classifier) are resumable, and the same command finishes it without retraining the GAN. The judge
-and the CAS classifier train in the shared loop, so they resume from their checkpoints; the scores
-and the CAS accuracy go into `PROGRESS_FILE` (atomically) as soon as they exist, stamped with a
-digest of the generator, the judge and the evaluation config, and a later run reuses them only for
-that same digest. The file is removed once `results.json` is written, so a fresh `--mode=eval`
+The judge is trained by its own step of the cGAN's train and eval modes (`ensure_judge`, before
+anything it judges), once, and restored by later runs. Every phase survives a kill and the same
+command finishes it without retraining the GAN: the judge and the CAS classifier train in the
+shared loop, so they resume from their checkpoints; the scores and the CAS accuracy go into
+`PROGRESS_FILE` (atomically) as soon as they exist, stamped with a digest of the generator, the
+judge and the evaluation config, and a later run reuses them only for that same digest. The file is removed once `results.json` is written, so a fresh `--mode=eval`
 computes everything again.
 """
 
@@ -34,6 +34,7 @@ from aml2_jax import fmnist_classifier
 from aml2_jax.cgan import generate, metrics
 from aml2_jax.cgan.models import NUM_CLASSES
 from aml2_jax.datasets import fashion_mnist
+from aml2_jax.errors import UserError
 from aml2_jax.fmnist_classifier import train as classifier_lib
 from aml2_jax.runtime import faults, run_record, storage
 from aml2_jax.training.config import load_config
@@ -50,26 +51,63 @@ _PRINTED = ('val_conditional_accuracy', 'val_fid', 'val_class_entropy', 'val_cas
 SEED_VAL, SEED_CAS, SEED_TEST, SEED_EPOCH = 1, 2, 3, 4
 
 
-class Judge:
-  """The trained Fashion-MNIST classifier: restored from its workdir, or trained there first."""
+def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The judge's config (`configs/fmnist_classifier.py`, variant `eval.classifier_variant`), on
+  the cGAN's data and devices (a multi-process run trains it on all of them)."""
+  judge = load_config('fmnist_classifier', config.eval.classifier_variant)
+  judge.data.dir = config.data.dir
+  judge.num_devices = config.num_devices
+  return judge
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: Path):
-    self.config = load_config('fmnist_classifier', config.eval.classifier_variant)
-    self.config.data.dir = config.data.dir
-    self.config.num_devices = config.num_devices  # A multi-process run trains it on all of them.
-    self.workdir = Path(config.eval.classifier_workdir or workdir.parent / 'fmnist_classifier')
-    self.workdir = self.workdir.absolute()
-    self.train_seconds = 0.0  # Spent training it in this process (0 when it was reused).
-    if not (self.workdir / 'results.json').exists():  # Written when its training completes.
-      console.say(f'training the judging classifier in {self.workdir} (once; reused afterwards)')
-      with storage.writing(self.workdir, '--config.eval.classifier_workdir'):
-        self.workdir.mkdir(parents=True, exist_ok=True)
-      start = time.perf_counter()
-      with run_record.RunRecorder(self.workdir, 'train'):  # Its run.json names this command.
-        fmnist_classifier.train_and_evaluate(self.config, self.workdir)  # Resumes if cut short.
-      self.train_seconds = time.perf_counter() - start
+
+def judge_workdir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  """`eval.classifier_workdir`, or `fmnist_classifier/` beside the cGAN's workdir."""
+  return Path(config.eval.classifier_workdir or Path(workdir).parent / 'fmnist_classifier').absolute()
+
+
+def ensure_judge(config: ml_collections.ConfigDict, workdir: Path) -> 'Judge':
+  """The judge: restored from `judge_workdir`, after training it there when it has no finished
+  training (one cut short resumes from its checkpoint). Says which on the console; the seconds
+  spent training are `Judge.train_seconds`."""
+  judge_dir, judge = judge_workdir(config, workdir), judge_config(config)
+  if Judge.trained(judge_dir):
+    console.say(f'judge: the trained classifier in {judge_dir}')
+    return Judge(config, workdir)
+  epochs = f'{judge.num_epochs} epoch{"s" * (judge.num_epochs != 1)}'
+  console.say(f'judge: training the Fashion-MNIST classifier in {judge_dir} ({epochs} of '
+              'configs/fmnist_classifier.py; once, reused by later runs)')
+  with storage.writing(judge_dir, '--config.eval.classifier_workdir'):
+    judge_dir.mkdir(parents=True, exist_ok=True)
+  start = time.perf_counter()
+  with run_record.RunRecorder(judge_dir, 'train'):  # Its run.json names this command.
+    fmnist_classifier.train_and_evaluate(judge, judge_dir)
+  return Judge(config, workdir, train_seconds=time.perf_counter() - start)
+
+
+class Judge:
+  """The trained Fashion-MNIST classifier, restored from its workdir (`ensure_judge` trains it).
+
+  Keeps its outputs on each real reference (`real_outputs`), so that they are computed once per
+  process however many evaluations use them.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: Path, train_seconds: float = 0.0):
+    self.config = judge_config(config)
+    self.workdir = judge_workdir(config, workdir)
+    if not self.trained(self.workdir):
+      variant = config.eval.classifier_variant
+      command = (f'{classifier_lib.TRAIN_COMMAND}{":" + variant if variant else ""} '
+                 f'--workdir={self.workdir}')
+      raise UserError(f'no trained judge in {self.workdir}; train it with `{command}` (the '
+                      "cGAN's train and eval modes train it first when it is missing)")
+    self.train_seconds = train_seconds  # Spent training it in this process (0 when reused).
     self.model = classifier_lib.make_model(self.config)
     self.params = classifier_lib.restore_params(self.config, self.workdir)
+    self._real = {}
+
+  @staticmethod
+  def trained(judge_dir: Path) -> bool:
+    return (judge_dir / 'results.json').exists()  # Written when its training completes.
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [num, 28, 28] -> (logits [num, 10], features [num, feature_dim])."""
@@ -78,6 +116,12 @@ class Judge:
 
   def features(self, images: np.ndarray) -> np.ndarray:
     return self(images)[1]
+
+  def real_outputs(self, ref: 'Reference') -> tuple[np.ndarray, np.ndarray]:
+    """`self(ref.images)`, computed on the first call for that reference only."""
+    if ref.name not in self._real:
+      self._real[ref.name] = self(ref.images)
+    return self._real[ref.name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +173,7 @@ def judge_facts(judge: Judge, data: fashion_mnist.FashionMnist, test_outputs: tu
                 seed: int) -> dict:
   """The judge's test accuracy, and the FID floor: real training images against the test set.
 
-  `test_outputs` is `judge(data.test_images)`, computed once by the caller for this and FID.
+  `test_outputs` is the judge's (logits, features) of the test set, shared with the test FID.
   """
   logits, test_features = test_outputs
   subset = np.random.default_rng(seed).permutation(len(data.train_images))[:len(data.test_images)]
@@ -146,7 +190,7 @@ def epoch_metrics(config, judge: Judge, ref: Reference):
   A smaller sample than the final evaluation's, so its FID reads higher (FID is biased upward in
   small samples); it is for the curve's shape and for keeping the best checkpoint.
   """
-  real_features = judge.features(ref.images)  # Once per run.
+  real_features = judge.real_outputs(ref)[1]
   labels = generate.class_grid_labels(range(NUM_CLASSES), config.eval.epoch_num_per_class)
 
   def evaluate(g_params) -> dict:
@@ -197,7 +241,7 @@ def evaluation_digest(config, g_params, judge: Judge) -> str:
 
 
 def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.FashionMnist,
-                       extra: dict, judge: Judge | None = None) -> dict:
+                       extra: dict, judge: Judge) -> dict:
   """Conditional accuracy, judge-space FID, class coverage and CAS into `results.json`: `val_*`
   against the validation slice, `test_*` against the test set (see the module docstring).
 
@@ -205,7 +249,6 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
   short resumes after the last finished phase. `extra['seconds']` (phase wall times) is
   completed with this evaluation's.
   """
-  judge = judge or Judge(config, workdir)
   start = time.perf_counter()
   faults.crash_point('cgan-eval:judge-ready')
   digest = evaluation_digest(config, g_params, judge)
@@ -218,11 +261,10 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
                 f'from {progress_path}')
   refs = references(config, data)
   if 'quality' not in progress:
-    test_outputs = judge(data.test_images)
-    progress['quality'] = judge_facts(judge, data, test_outputs, config.seed)
+    progress['quality'] = judge_facts(judge, data, judge.real_outputs(refs[-1]), config.seed)
     for ref in refs:
-      real_features = test_outputs[1] if ref.name == 'test' else judge.features(ref.images)
-      progress['quality'].update(scored_against(config, judge, g_params, ref, real_features,
+      progress['quality'].update(scored_against(config, judge, g_params, ref,
+                                                judge.real_outputs(ref)[1],
                                                 config.eval.num_per_class))
     write_json(progress_path, progress)
   faults.crash_point('cgan-eval:scored')

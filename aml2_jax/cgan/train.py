@@ -3,6 +3,8 @@
 One jitted step updates the discriminator on real and generated images (scored in one batch),
 then the generator with the non-saturating loss against the updated discriminator. The
 generator's forward pass is shared by both updates (its VJP is kept for the generator step).
+Recipe options beyond the study (`config.optim`): D's own learning rate (two time scales), the
+hinge loss, an R1 penalty on real images, and several D updates per G update.
 """
 
 import functools
@@ -16,7 +18,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from aml2_jax.cgan import generate
+from aml2_jax.cgan import generate, losses
+from aml2_jax.cgan.losses import discriminator_loss, generator_loss  # noqa: F401 (re-exported)
 from aml2_jax.cgan.models import IMAGE_PIXELS, NUM_CLASSES, make_model
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.layers import fast_ops
@@ -40,8 +43,13 @@ class GanState:
   key: jax.Array
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.adam(config.optim.learning_rate, b1=config.optim.b1, b2=config.optim.b2)
+def make_optimizer(config: ml_collections.ConfigDict,
+                   net: str = 'g') -> optax.GradientTransformation:
+  """Adam for the generator (`net='g'`) or the discriminator ('d'): D's rate is
+  `optim.d_learning_rate` when set (two time scales), else the shared `optim.learning_rate`."""
+  o = config.optim
+  rate = o.d_learning_rate if net == 'd' and o.d_learning_rate else o.learning_rate
+  return optax.adam(rate, b1=o.b1, b2=o.b2)
 
 
 def create_train_state(config: ml_collections.ConfigDict) -> GanState:
@@ -50,35 +58,11 @@ def create_train_state(config: ml_collections.ConfigDict) -> GanState:
   labels = jnp.zeros((1,), jnp.int32)
   g_params = g.init(g_key, jnp.zeros((1, config.model.latent_dim)), labels)['params']
   d_params = d.init(d_key, jnp.zeros((1, IMAGE_PIXELS)), labels, train=False)['params']
-  tx = make_optimizer(config)
   return GanState(step=jnp.zeros((), jnp.int32), g_params=g_params,
                   g_ema=jax.tree.map(jnp.copy, g_params),  # Own buffers: both are donated.
-                  d_params=d_params, g_opt=tx.init(g_params), d_opt=tx.init(d_params),
+                  d_params=d_params, g_opt=make_optimizer(config, 'g').init(g_params),
+                  d_opt=make_optimizer(config, 'd').init(d_params),
                   key=jax.random.key_data(run_key))
-
-
-def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array,
-                       real_label: float) -> jax.Array:
-  """D's mean sigmoid cross-entropy over real images (target `real_label`) and generated (0).
-
-  Args:
-    real_logits: [batch] D's logits of real images.
-    fake_logits: [batch] D's logits of generated images.
-    real_label: the real images' target: 1, or e.g. 0.9 for one-sided label smoothing.
-  """
-  logits = jnp.concatenate([real_logits, fake_logits])
-  targets = jnp.concatenate([jnp.full_like(real_logits, real_label, jnp.float32),
-                             jnp.zeros_like(fake_logits, jnp.float32)])
-  return optax.sigmoid_binary_cross_entropy(logits, targets).mean()
-
-
-def generator_loss(fake_logits: jax.Array) -> jax.Array:
-  """G's non-saturating loss, mean -log D(G(z)) over D's logits [batch] of generated images.
-
-  Not the saturating log(1 - D(G(z))) of the minimax game: that one's gradient vanishes when D
-  rejects the samples confidently, early in training.
-  """
-  return optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)).mean()
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:
@@ -87,14 +71,16 @@ def ema_update(ema: Any, params: Any, decay: float) -> Any:
 
 
 def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, latent_dim: int,
-               real_label: float, ema_decay: float) -> tuple[GanState, dict]:
-  """One discriminator update, then one generator update.
+               real_label: float, ema_decay: float, d_tx=None, loss: str = 'bce',
+               r1_weight: float = 0.0, d_steps: int = 1) -> tuple[GanState, dict]:
+  """One discriminator update, then one generator update (only every `d_steps`-th step).
 
   Args:
     state: both nets' params and optimizer states.
     data: uint8 'images' [num, 784] and int32 'labels' [num], gathered with `batch_idx`.
     batch_idx: int32 [batch].
-    g, d, tx, latent_dim, real_label, ema_decay: bound with functools.partial.
+    g, d, tx (G's optimizer; D's too unless `d_tx`), latent_dim, real_label, ema_decay, loss
+      ('bce' | 'hinge'), r1_weight (0 = no penalty), d_steps: bound with functools.partial.
   """
   images = data['images'][batch_idx].astype(jnp.float32) / 127.5 - 1.0
   labels = data['labels'][batch_idx]
@@ -103,46 +89,66 @@ def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, l
   fake_labels = jax.random.randint(label_key, (len(batch_idx),), 0, NUM_CLASSES)
   fake, g_vjp = jax.vjp(lambda p: g.apply({'params': p}, noise, fake_labels), state.g_params)
 
-  def d_loss_fn(d_params):  # Real and generated images scored in one batch.
-    logits = d.apply({'params': d_params}, jnp.concatenate([images, fake]),
-                     jnp.concatenate([labels, fake_labels]), train=True, rngs={'dropout': d_drop})
-    real_logits, fake_logits = jnp.split(logits, 2)
-    return discriminator_loss(real_logits, fake_logits, real_label), (real_logits, fake_logits)
+  def d_loss_fn(d_params):
+    def logits_of(real):  # Real and generated images scored in one batch.
+      logits = d.apply({'params': d_params}, jnp.concatenate([real, fake]),
+                       jnp.concatenate([labels, fake_labels]), train=True, rngs={'dropout': d_drop})
+      return jnp.split(logits, 2)
+    if not r1_weight:
+      real_logits, fake_logits = logits_of(images)
+      return losses.discriminator_loss(real_logits, fake_logits, real_label, loss), (
+          real_logits, fake_logits, {})
+    # R1: the gradient of the sum of real logits wrt the real images, from the same forward pass.
+    (real_logits, fake_logits), logits_vjp = jax.vjp(logits_of, images)
+    (input_grads,) = logits_vjp([jnp.ones_like(real_logits), jnp.zeros_like(fake_logits)])
+    penalty = losses.r1_penalty(input_grads, r1_weight)
+    d_loss = losses.discriminator_loss(real_logits, fake_logits, real_label, loss) + penalty
+    return d_loss, (real_logits, fake_logits, {'r1': penalty})
 
-  (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-      state.d_params)
-  d_updates, d_opt = tx.update(d_grads, state.d_opt, state.d_params)
+  (d_loss, (real_logits, fake_logits, extra)), d_grads = jax.value_and_grad(
+      d_loss_fn, has_aux=True)(state.d_params)
+  d_updates, d_opt = (d_tx or tx).update(d_grads, state.d_opt, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)
 
   def g_loss_fn(fake_images):  # Against the updated D.
-    return generator_loss(d.apply({'params': d_params}, fake_images, fake_labels, train=True,
-                                  rngs={'dropout': g_drop}))
+    return losses.generator_loss(d.apply({'params': d_params}, fake_images, fake_labels,
+                                         train=True, rngs={'dropout': g_drop}), loss)
 
-  g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
-  (g_grads,) = g_vjp(fake_grads)
-  g_updates, g_opt = tx.update(g_grads, state.g_opt, state.g_params)
-  g_params = optax.apply_updates(state.g_params, g_updates)
-  g_ema = ema_update(state.g_ema, g_params, ema_decay)
+  def g_update(_):
+    g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
+    (g_grads,) = g_vjp(fake_grads)
+    g_updates, g_opt = tx.update(g_grads, state.g_opt, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+    return g_params, g_opt, ema_update(state.g_ema, g_params, ema_decay), g_loss
+
+  if d_steps == 1:
+    g_params, g_opt, g_ema, g_loss = g_update(None)
+  else:  # G (and its average) move on the last of every d_steps steps only.
+    keep = lambda _: (state.g_params, state.g_opt, state.g_ema, jnp.zeros((), jnp.float32))
+    g_params, g_opt, g_ema, g_loss = jax.lax.cond(state.step % d_steps == d_steps - 1,
+                                                  g_update, keep, None)
+    g_loss = g_loss * d_steps  # So that an epoch's mean is the mean over G's updates.
   state = state.replace(step=state.step + 1, g_params=g_params, g_ema=g_ema, d_params=d_params,
                         g_opt=g_opt, d_opt=d_opt)
   return state, {'d_loss': d_loss, 'g_loss': g_loss,
                  'd_real': jax.nn.sigmoid(real_logits).mean(),
-                 'd_fake': jax.nn.sigmoid(fake_logits).mean()}
+                 'd_fake': jax.nn.sigmoid(fake_logits).mean(), **extra}
 
 
 def model_meta(config: ml_collections.ConfigDict) -> dict:
-  """What a checkpoint must match: the model (not its speed options)."""
-  return {'experiment': 'cgan',
-          'model': {k: v for k, v in config.model.to_dict().items() if k != 'ops'}}
+  """What a checkpoint must match (see `restore.checkpoint_meta`)."""
+  return restore.checkpoint_meta(config, 'cgan', new_model_fields={'d_projection': False})
 
 
 def build_task(config: ml_collections.ConfigDict,
                data: fashion_mnist.FashionMnist) -> loop.TrainTask:
   """The training task for the shared loop (also what the benchmark times)."""
   g, d = make_model(config)
-  step = functools.partial(train_step, g=g, d=d, tx=make_optimizer(config),
-                           latent_dim=config.model.latent_dim, real_label=config.optim.real_label,
-                           ema_decay=config.optim.g_ema_decay)
+  o = config.optim
+  step = functools.partial(train_step, g=g, d=d, tx=make_optimizer(config, 'g'),
+                           d_tx=make_optimizer(config, 'd'), latent_dim=config.model.latent_dim,
+                           real_label=o.real_label, ema_decay=o.g_ema_decay, loss=o.loss,
+                           r1_weight=o.r1_weight, d_steps=o.d_steps)
   return loop.TrainTask(
       state=create_train_state(config), train_step=step,
       data={'images': data.train_images.reshape(-1, IMAGE_PIXELS),

@@ -16,6 +16,12 @@ Two objectives share this arithmetic (`window_starts`):
               text[j*window : j*window + window], targets shifted by one.
 
 Either way a window with its targets is the `window + 1` characters from its start offset.
+
+Random offsets (all_chars, an option): the text is read as a cycle (it ends with `END_CHAR`, so
+wrapping round joins the last message to the first as any two messages are joined) and cut into
+ceil(len / window) windows at `epoch_offset(seed, epoch)`, a fresh offset each epoch: every
+character is a target of some window, and the window boundaries move between epochs
+(`cyclic_window_starts`, `offset_starts`, `gather_windows(..., wrap=True)`).
 """
 
 import dataclasses
@@ -192,10 +198,38 @@ def subsample(starts: np.ndarray, max_windows: int, seed: int) -> np.ndarray:
   return np.sort(rng.choice(starts, max_windows, replace=False)).astype(np.int32)
 
 
-def gather_windows(text: jax.Array, starts: jax.Array, window: int) -> jax.Array:
+def cyclic_window_starts(text_len: int, window: int) -> np.ndarray:
+  """Start offsets int32 [ceil(text_len / window)] of windows cutting a cyclic text at offset 0.
+
+  Shifted by any offset (`offset_starts`), their targets cover every character of the text; the
+  last window overlaps the first by `-text_len % window` targets.
+  """
+  return np.arange(-(-text_len // window), dtype=np.int32) * window
+
+
+def epoch_offset(seed: int, epoch: jax.Array | int, window: int) -> jax.Array:
+  """The offset in [0, window) at which epoch `epoch` cuts the cyclic text, int32 scalar.
+
+  Drawn from (seed, epoch) alone, so a resumed run cuts its epochs where the first run did; works
+  inside jit with a traced `epoch`.
+  """
+  key = jax.random.fold_in(jax.random.key(seed), epoch)
+  return jax.random.randint(key, (), 0, window, dtype=jnp.int32)
+
+
+def offset_starts(starts: jax.Array, offset: jax.Array, text_len: int) -> jax.Array:
+  """`starts` moved by `offset` round a cyclic text of `text_len` characters."""
+  return (starts + offset) % text_len
+
+
+def gather_windows(text: jax.Array, starts: jax.Array, window: int,
+                   wrap: bool = False) -> jax.Array:
   """The `window + 1` characters from each start: int [batch, window + 1].
 
   Row b is text[starts[b] : starts[b] + window + 1]; inputs are [:, :-1], targets [:, 1:] (all
-  characters) or [:, -1] (the next character). Works inside jit as one gather.
+  characters) or [:, -1] (the next character). With `wrap`, indices past the end continue from
+  the start (the text read as a cycle). Works inside jit as one gather.
   """
-  return jnp.asarray(text)[starts[:, None] + jnp.arange(window + 1, dtype=starts.dtype)]
+  text = jnp.asarray(text)
+  index = starts[:, None] + jnp.arange(window + 1, dtype=starts.dtype)
+  return text[index % text.shape[0] if wrap else index]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import jax
 import ml_collections
+import numpy as np
 
 from aml2_jax import console
 from aml2_jax.datasets import fashion_mnist
+from aml2_jax.errors import UserError
 from aml2_jax.fmnist_classifier import train as train_lib
 from aml2_jax.layers import fast_ops
 from aml2_jax.training import config as config_lib
@@ -26,14 +28,30 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   config_lib.check_base(config)
   config_lib.check_positive(config, 'optim.learning_rate', 'model.feature_dim')
   config_lib.check_fraction(config, 'model.dropout')
+  config_lib.check_fraction(config, 'optim.warmup_fraction')
   config_lib.check_choice(config, 'model.ops', fast_ops.OPS)
-  config_lib.check_non_negative(config, 'data.limit')
+  config_lib.check_non_negative(config, 'data.limit', 'data.val_size')
+  if config.data.limit and config.data.val_size >= config.data.limit:
+    raise UserError(f'config.data.val_size={config.data.val_size} leaves no training images of '
+                    f'config.data.limit={config.data.limit}; lower it (0 = train on all).')
 
 
 def load_data(config: ml_collections.ConfigDict) -> fashion_mnist.FashionMnist:
   """Fashion-MNIST; smoke runs use the first `config.data.limit` train and test images."""
   data = fashion_mnist.load_fashion_mnist(config.data.dir)
   return data.head(config.data.limit, config.data.limit)
+
+
+def split_validation(config, data: fashion_mnist.FashionMnist):
+  """((train images, labels), (validation images, labels) or None): `config.data.val_size`
+  training images (stratified, seeded by `data.split_seed`) held out to choose the recipe."""
+  if not config.data.val_size:
+    return (data.train_images, data.train_labels), None
+  val = fashion_mnist.validation_indices(data.train_labels, config.data.val_size,
+                                         config.data.split_seed)
+  train = np.setdiff1d(np.arange(len(data.train_labels)), val)
+  return ((data.train_images[train], data.train_labels[train]),
+          (data.train_images[val], data.train_labels[val]))
 
 
 def build_task(config: ml_collections.ConfigDict, data: fashion_mnist.FashionMnist):
@@ -46,26 +64,35 @@ def param_trees(config: ml_collections.ConfigDict) -> dict:
 
 
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:
-  """Trains on all real training images and writes `results.json` (test accuracy, params).
+  """Trains on the real training images and writes `results.json` (test accuracy, params).
 
-  The recipe is fixed (last epoch, no choice made on held-out data), so no validation part is
-  carved out: the test set is scored once, at the end.
+  The judge trains on all of them and keeps its last epoch. With `config.data.val_size`, that
+  many are held out and scored after every epoch (`val_accuracy`): how the recipe is chosen, never
+  by the test set, which is scored once, at the end.
   """
   with WorkdirLock(workdir):
     write_config(workdir, config)
     data = load_data(config)
-    state = train_lib.train_classifier(config, workdir, data.train_images, data.train_labels,
-                                       train_lib.model_meta(config))
-    return _write_results(config, workdir, state.params, data)
+    (images, labels), val = split_validation(config, data)
+    state = train_lib.train_classifier(config, workdir, images, labels,
+                                       train_lib.model_meta(config), val)
+    extra = {} if val is None else {
+        'val_accuracy': train_lib.accuracy(train_lib.make_model(config), state.params, *val)}
+    return _write_results(config, workdir, state.params, data, extra)
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
-  return _write_results(config, workdir, train_lib.restore_params(config, workdir),
-                        load_data(config))
+  data = load_data(config)
+  params = train_lib.restore_params(config, workdir)
+  _, val = split_validation(config, data)
+  extra = {} if val is None else {
+      'val_accuracy': train_lib.accuracy(train_lib.make_model(config), params, *val)}
+  return _write_results(config, workdir, params, data, extra)
 
 
-def _write_results(config, workdir: Path, params, data) -> dict:
-  results = {'test_accuracy': train_lib.accuracy(train_lib.make_model(config), params,
+def _write_results(config, workdir: Path, params, data, extra: dict | None = None) -> dict:
+  results = {**(extra or {}),
+             'test_accuracy': train_lib.accuracy(train_lib.make_model(config), params,
                                                  data.test_images, data.test_labels),
              'num_params': count_params(params)}
   write_json(workdir / 'results.json', results)

@@ -9,7 +9,7 @@ import jax
 import ml_collections
 
 from aml2_jax.layers import fast_ops
-from aml2_jax.layers.fast_ops import max_pool_2x2
+from aml2_jax.layers.fast_ops import Conv3x3, max_pool_2x2
 
 
 class FashionCNN(nn.Module):
@@ -17,13 +17,13 @@ class FashionCNN(nn.Module):
   channels: tuple[int, int] = (32, 64)
   feature_dim: int = 128
   dropout: float = 0.3
-  fast: bool = True  # The CPU fast path of 2x2 max pooling (see `layers.fast_ops`).
+  fast: bool = True  # The CPU fast paths of convolution and pooling (see `layers.fast_ops`).
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
     x = images[..., None]
     for i, channels in enumerate(self.channels):
-      x = nn.relu(nn.Conv(channels, (3, 3), name=f'conv_{i}')(x))
+      x = nn.relu(Conv3x3(channels, self.fast, name=f'conv_{i}')(x))
       x = max_pool_2x2(x, self.fast)
     x = x.reshape(x.shape[0], -1)
     features = nn.relu(nn.Dense(self.feature_dim, name='features')(x))

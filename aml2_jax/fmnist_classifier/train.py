@@ -1,9 +1,9 @@
 """Training and restoring the Fashion-MNIST CNN: on real images (the judge) or generated ones (CAS).
 
-Adam with the learning rate decayed to 0 by a cosine over the run. The decay is applied in the
-step from the step number and the run's length, so the train state does not depend on the data
-size and restores without it. The last epoch is the model: picking the best epoch by test accuracy
-would tune on the test set.
+Adam inside one optax chain whose rate follows `learning_rate_schedule`: a linear warm-up to the
+peak, then a cosine to 0 at the run's last step. The schedule reads Adam's own step count, so the
+train state does not depend on the data size and restores without it. The last epoch is the
+model: picking the best epoch by test accuracy would tune on the test set.
 """
 
 import functools
@@ -23,16 +23,27 @@ TRAIN_COMMAND = 'python launch.py --config=configs/fmnist_classifier.py'
 PREDICT_BATCH = 1000  # Images per jitted inference call.
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam's direction only; the step scales it by the cosine-decayed rate (see `train_step`)."""
-  del config
-  return optax.scale_by_adam()
+def learning_rate_schedule(config: ml_collections.ConfigDict, num_examples: int) -> optax.Schedule:
+  """Step -> rate: 0 rising linearly to `optim.learning_rate` over the first
+  `optim.warmup_fraction` of the run's steps, then a cosine to 0 at its last step."""
+  total = max(config.num_epochs * (num_examples // config.batch_size), 1)
+  warmup = int(round(config.optim.warmup_fraction * total))
+  if not 0 < warmup < total:
+    return optax.cosine_decay_schedule(config.optim.learning_rate, total)
+  return optax.warmup_cosine_decay_schedule(0.0, config.optim.learning_rate, warmup, total)
 
 
-def create_train_state(config: ml_collections.ConfigDict) -> TrainState:
+def make_optimizer(config: ml_collections.ConfigDict,
+                   num_examples: int) -> optax.GradientTransformation:
+  """Adam at the rate of `learning_rate_schedule` (its step count is in the optimizer state)."""
+  return optax.adam(learning_rate_schedule(config, num_examples))
+
+
+def create_train_state(config: ml_collections.ConfigDict, num_examples: int = 0) -> TrainState:
+  """A fresh state; `num_examples` sizes the schedule (its state does not depend on it)."""
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
   params = make_model(config).init(init_key, jnp.zeros((1, 28, 28)))['params']
-  return TrainState.create(params, make_optimizer(config), run_key)
+  return TrainState.create(params, make_optimizer(config, num_examples), run_key)
 
 
 def to_unit_range(images: jax.Array) -> jax.Array:
@@ -41,14 +52,14 @@ def to_unit_range(images: jax.Array) -> jax.Array:
 
 
 def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: FashionCNN,
-               tx: optax.GradientTransformation, learning_rate: optax.Schedule):
-  """One Adam step on softmax cross-entropy at the rate `learning_rate(step)`.
+               tx: optax.GradientTransformation):
+  """One optimizer step on softmax cross-entropy.
 
   Args:
     state: the train state.
     data: uint8 'images' [num, 28, 28] and int32 'labels' [num], gathered with `batch_idx`.
     batch_idx: int32 [batch].
-    model, tx, learning_rate: bound with functools.partial.
+    model, tx: bound with functools.partial.
   """
   images, labels = to_unit_range(data['images'][batch_idx]), data['labels'][batch_idx]
 
@@ -59,7 +70,7 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Fa
     return loss, (logits.argmax(-1) == labels).mean()
 
   (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  state = apply_gradients(state, grads, tx, scale=-learning_rate(state.step))
+  state = apply_gradients(state, grads, tx)
   return state, {'loss': loss, 'accuracy': accuracy}
 
 
@@ -67,9 +78,12 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Fa
 def predict_fn(model: FashionCNN):
   """`(params, uint8 images [num, 28, 28]) -> [logits [num, 10], features [num, feature_dim]]`.
 
-  Compiled once per model and process; params are an argument.
+  Compiled once per model and process; params are an argument. Always the plain path: the fast
+  paths serve train steps fused in a loop, while a forward pass alone runs faster with XLA:CPU's
+  own convolution than with im2col (docs/performance.md).
   """
-  return inference.batched(lambda params, images: model.apply({'params': params},
+  plain = model.clone(fast=False)
+  return inference.batched(lambda params, images: plain.apply({'params': params},
                                                               to_unit_range(images)),
                            PREDICT_BATCH)
 
@@ -83,12 +97,9 @@ def accuracy(model: FashionCNN, params, images: np.ndarray, labels: np.ndarray) 
 def build_task(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
                meta: dict) -> loop.TrainTask:
   """The training task on uint8 `images` [num, 28, 28] and int `labels` [num]."""
-  model = make_model(config)
-  total_steps = config.num_epochs * (len(labels) // config.batch_size)
-  schedule = optax.cosine_decay_schedule(config.optim.learning_rate, max(total_steps, 1))
-  step = functools.partial(train_step, model=model, tx=make_optimizer(config),
-                           learning_rate=schedule)
-  return loop.TrainTask(state=create_train_state(config), train_step=step,
+  tx = make_optimizer(config, len(labels))
+  step = functools.partial(train_step, model=make_model(config), tx=tx)
+  return loop.TrainTask(state=create_train_state(config, len(labels)), train_step=step,
                         data={'images': images, 'labels': labels.astype(np.int32)},
                         num_examples=len(labels), meta=meta)
 
@@ -108,9 +119,8 @@ def train_classifier(config, workdir: Path, images, labels, meta: dict,
 
 
 def model_meta(config: ml_collections.ConfigDict, experiment: str = 'fmnist_classifier') -> dict:
-  """What a checkpoint must match: the experiment and the model (not its speed options)."""
-  model = {k: v for k, v in config.model.to_dict().items() if k != 'ops'}
-  return {'experiment': experiment, 'model': model}
+  """What a checkpoint must match (see `restore.checkpoint_meta`): a cosine spans the run."""
+  return restore.checkpoint_meta(config, experiment, schedule_spans_run=True)
 
 
 def restore_params(config: ml_collections.ConfigDict, workdir: Path):

@@ -8,7 +8,7 @@ has the figures. `config.model.ops` picks the path:
   'auto'   the fast path on the CPU backend, the plain one on GPU and TPU (the default);
   'fast'   the fast path everywhere;
   'plain'  the plain Flax path everywhere (`nn.Dense` over a concatenation, `nn.Dropout`,
-           `nn.max_pool`).
+           `nn.Conv`'s convolution, `nn.max_pool`).
 
 Both paths have the same parameter tree, so a checkpoint trained with one restores with the other.
 """
@@ -124,6 +124,38 @@ class LayerDropout:
     if self.fast:
       return dropout16(x, self.draws[layer], self.rate)
     return nn.Dropout(self.rate, deterministic=False)(x)  # Bound to the calling module.
+
+
+# ------------------------------------------------------------------ convolution
+
+
+class Conv3x3(nn.Module):
+  """`nn.Conv(features, (3, 3))` ('SAME' padding, stride 1): the same params, init and result.
+
+  Fast path: im2col, the nine shifted copies of the padded input side by side, then one matmul
+  [batch * height * width, 9 * in] x [9 * in, features]. XLA:CPU runs a convolution inside a
+  `lax.scan` without its fast conv kernels, but a matmul at full speed, so the CNN's train steps
+  can be fused into chunks like every other model's. Plain path: the convolution `nn.Conv` runs.
+  """
+  features: int
+  fast: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x [batch, height, width, in] -> [batch, height, width, features]."""
+    b, h, w, c = x.shape
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, c, self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    if not self.fast:
+      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      return y + bias
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    # Patch column (i * 3 + j) * c + k is input channel k shifted by (i - 1, j - 1): the order of
+    # the kernel's [3, 3, in] axes flattened.
+    patches = jnp.concatenate([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1)
+    y = patches.reshape(b * h * w, 9 * c) @ kernel.reshape(9 * c, self.features)
+    return (y + bias).reshape(b, h, w, self.features)
 
 
 # ------------------------------------------------------------------ pooling

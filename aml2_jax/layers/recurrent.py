@@ -15,6 +15,12 @@ with G = 1 (simple) or 4 (LSTM, Keras gate order i, f, c, o). Flax's own cells d
 biases per input/hidden Dense, forget bias 0); Keras' choice is kept so the models match the Keras
 originals. The activations are Keras' defaults: tanh, and sigmoid for the LSTM gates.
 
+Dropout, as Keras' `LSTM(dropout=..., recurrent_dropout=...)` and Gal & Ghahramani's variational
+RNN dropout (off by default): `input_dropout` drops input features and `recurrent_dropout` units
+of the state fed to the recurrent matmul, each with one mask per sequence, the same at every time
+step. The masks are drawn outside the scan from the 'dropout' stream, so the scanned body needs
+no rng of its own.
+
 Sequences are expected pre-padded (Keras `pad_sequences` default), so the last time step is the
 last real token and no masking is needed.
 """
@@ -63,15 +69,19 @@ class _Step(nn.Module):
   dtype: Any
 
   @nn.compact
-  def __call__(self, carry: Carry, x_proj: jax.Array) -> tuple[Carry, jax.Array]:
-    """Advances one step. `x_proj` [batch, G * units] is `x_t @ kernel + bias`."""
+  def __call__(self, carry: Carry, x_proj: jax.Array,
+               h_mask: jax.Array | None = None) -> tuple[Carry, jax.Array]:
+    """Advances one step. `x_proj` [batch, G * units] is `x_t @ kernel + bias`; `h_mask`
+    [batch, units], if given, scales the previous state before the recurrent matmul."""
     recurrent_kernel = self.param('recurrent_kernel', nn.initializers.orthogonal(),
                                   (self.units, _GATES[self.cell] * self.units))
     if self.cell == 'simple':
-      h = jnp.tanh(x_proj + _matmul(carry, recurrent_kernel, self.dtype))
+      h_in = carry if h_mask is None else carry * h_mask
+      h = jnp.tanh(x_proj + _matmul(h_in, recurrent_kernel, self.dtype))
       return h, h
     c, h = carry
-    z = x_proj + _matmul(h, recurrent_kernel, self.dtype)
+    h_in = h if h_mask is None else h * h_mask
+    z = x_proj + _matmul(h_in, recurrent_kernel, self.dtype)
     i, f, g, o = jnp.split(z, 4, axis=-1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -90,37 +100,54 @@ class Recurrent(nn.Module):
     unroll: time steps per scan iteration; a speed knob only, results are unchanged.
     dtype: compute dtype of the matmuls (e.g. jnp.bfloat16). Parameters, the carry and the
       outputs stay float32 and matmuls accumulate in float32.
+    input_dropout: rate of dropout on the input features (one-hot characters for ids), one mask
+      per sequence; training only (`deterministic=False`).
+    recurrent_dropout: rate of dropout on the state entering the recurrent matmul, one mask per
+      sequence (variational); training only.
   """
   units: int
   cell: str = 'lstm'
   vocab_size: int | None = None
   unroll: int = 1
   dtype: Any = jnp.float32
+  input_dropout: float = 0.0
+  recurrent_dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, inputs: jax.Array,
-               initial_carry: Carry | None = None) -> tuple[Carry, jax.Array]:
+  def __call__(self, inputs: jax.Array, initial_carry: Carry | None = None, *,
+               deterministic: bool = True) -> tuple[Carry, jax.Array]:
     """Runs the layer over time.
 
     Args:
       inputs: float [batch, time, features], or int ids [batch, time] when `vocab_size` is set.
       initial_carry: a carry from a previous call (e.g. to continue sampling); zeros if None.
+      deterministic: no dropout (evaluation); else the dropout masks come from the 'dropout' rng.
 
     Returns:
       (carry, outputs): the final carry and the outputs `h` [batch, time, units].
     """
     if self.cell not in _GATES:
       raise ValueError(f"cell must be one of {sorted(_GATES)}, got {self.cell!r}")
-    x_proj = self._project(inputs)  # [batch, time, G * units]
+    x_proj = self._project(inputs, deterministic)  # [batch, time, G * units]
     if initial_carry is None:
       initial_carry = self._zero_carry(inputs.shape[0])
+    xs = (jnp.swapaxes(x_proj, 0, 1),)  # Scan over a time-major copy.
+    in_axes = 0
+    if self.recurrent_dropout > 0 and not deterministic:
+      # One mask for every step: a broadcast input of the scan, not a per-step rng.
+      xs += (self._mask((inputs.shape[0], self.units), self.recurrent_dropout),)
+      in_axes = (0, nn.broadcast)
     scan = nn.scan(_Step, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=0, out_axes=0, unroll=self.unroll)
-    carry, outputs = scan(self.units, self.cell, self.dtype, name='cell')(
-        initial_carry, jnp.swapaxes(x_proj, 0, 1))  # Scan over a time-major copy.
+                   in_axes=in_axes, out_axes=0, unroll=self.unroll)
+    carry, outputs = scan(self.units, self.cell, self.dtype, name='cell')(initial_carry, *xs)
     return carry, jnp.swapaxes(outputs, 0, 1)
 
-  def _project(self, inputs: jax.Array) -> jax.Array:
+  def _mask(self, shape: tuple[int, ...], rate: float) -> jax.Array:
+    """A dropout mask float32 `shape`: 0 with probability `rate`, else 1 / (1 - rate)."""
+    keep = jax.random.bernoulli(self.make_rng('dropout'), 1.0 - rate, shape)
+    return keep.astype(jnp.float32) / (1.0 - rate)
+
+  def _project(self, inputs: jax.Array, deterministic: bool = True) -> jax.Array:
     """Input projection of all time steps at once: [batch, time, G * units], float32."""
     lookup = self.vocab_size is not None
     expected_ndim = 2 if lookup else 3
@@ -133,9 +160,17 @@ class Recurrent(nn.Module):
     in_features = self.vocab_size if lookup else inputs.shape[-1]
     kernel = self.param('kernel', nn.initializers.glorot_uniform(), (in_features, size))
     bias = self.param('bias', _keras_bias_init(self.cell, self.units), (size,))
+    mask = None
+    if self.input_dropout > 0 and not deterministic:
+      mask = self._mask((inputs.shape[0], in_features), self.input_dropout)  # [batch, in]
     if lookup:
       # One-hot @ kernel is a row gather; jnp.take fills ids past the end with NaN.
-      return jnp.take(kernel, inputs, axis=0) + bias
+      rows = jnp.take(kernel, inputs, axis=0)
+      if mask is not None:  # The one-hot input times the mask: each row times its id's entry.
+        rows = rows * jnp.take_along_axis(mask, inputs, axis=1)[..., None]
+      return rows + bias
+    if mask is not None:
+      inputs = inputs * mask[:, None, :]
     return jnp.einsum('bti,ig->btg', inputs.astype(self.dtype), kernel.astype(self.dtype),
                       preferred_element_type=jnp.float32) + bias
 

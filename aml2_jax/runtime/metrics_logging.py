@@ -1,4 +1,5 @@
-"""Where metrics go: TensorBoard event files (tensorboardX, no TensorFlow needed) and metrics.jsonl.
+"""Where metrics go: TensorBoard event files (tensorboardX, no TensorFlow needed) and metrics.jsonl;
+and what the console shows of them while a run trains (a progress bar, a line per epoch).
 
 One `MetricLogger` per run, in its workdir. Every scalar write also appends one JSON line
 `{"step": ..., "epoch": ..., name: value, ...}` so that results can be read without TensorBoard.
@@ -116,10 +117,58 @@ class MetricLogger:
         pass
 
 
+# Bars redraw a line with carriage returns: on a terminal that is live progress, in a log file, CI
+# or a pipe it is noise, so there the per-epoch lines (`epoch_line`) speak alone. None decides by
+# whether stderr is a terminal; tests set True or False to force either.
+SHOW_BARS: bool | None = None
+
+
 def progress_bar(total: int, desc: str, initial: int = 0, unit: str = 'step') -> tqdm.tqdm:
-  """A progress bar with rate and ETA on stderr (process 0 only)."""
+  """A progress bar with rate and ETA on stderr, when it is a terminal (process 0 only)."""
+  show = SHOW_BARS if console.is_main_process() else False
   return tqdm.tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
-                   leave=True, mininterval=1.0, disable=not console.is_main_process())
+                   leave=True, mininterval=1.0,
+                   disable=None if show is None else not show)  # None: tqdm asks stderr.isatty().
+
+
+def figure(value) -> str:
+  """A metric in 4 significant digits; a seed batch's values [seeds] by their mean."""
+  return f'{float(np.mean(value)):.4g}'
+
+
+def loss_first(names) -> list[str]:
+  """Metric names in a stable order: the losses, then the rest, each alphabetical."""
+  return sorted(names, key=lambda name: ('loss' not in name, name))
+
+
+def show_running(bar: tqdm.tqdm, last: Mapping) -> None:
+  """Puts the losses of the last step read back into `bar`'s postfix (drawn at its next
+  refresh, so this adds no redraw of its own)."""
+  if bar.disable:
+    return
+  names = [k for k in loss_first(last) if 'loss' in k] or loss_first(last)
+  bar.set_postfix({k: figure(last[k]) for k in names}, refresh=False)
+
+
+def experiment_name(meta: Mapping) -> str:
+  """The experiment a task's checkpoint meta names (a seed batch's: its first seed's), or ''."""
+  return meta.get('experiment') or next(iter(meta.get('seeds') or [{}])).get('experiment', '')
+
+
+def epoch_line(name: str, epoch: int, num_epochs: int, train: Mapping, held_out: Mapping,
+               train_s: float, eval_s: float) -> str:
+  """One line of an epoch's figures: the train means (losses first; `train_<name>` in
+  metrics.jsonl), the held-out metrics in `held_out`'s order, and the seconds spent training and
+  evaluating: 'cgan epoch 3/30  d_loss 1.234  g_loss 0.8761  val_fid 45.67  9.8 s + eval 1.2 s'.
+  A seed batch's values [seeds] are shown by their means, which the line says.
+  """
+  figures = [f'{k} {figure(train[k])}' for k in loss_first(train)]
+  figures += [f'{k} {figure(v)}' for k, v in held_out.items()]
+  seconds = f'{train_s:.1f} s' + (f' + eval {eval_s:.1f} s' if held_out else '')
+  seeds = {np.size(v) for v in (*train.values(), *held_out.values())} - {1}
+  mean = f'  (means over {seeds.pop()} seeds)' if seeds else ''
+  head = f'{name} epoch' if name else 'epoch'
+  return '  '.join([f'{head} {epoch}/{num_epochs}', *figures, seconds]) + mean
 
 
 def write_json(path: Path, record: Mapping) -> None:

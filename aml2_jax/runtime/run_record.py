@@ -18,7 +18,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from aml2_jax import console
+from aml2_jax import console, jsonio
 from aml2_jax.runtime import storage
 
 RUN_FILE = 'run.json'
@@ -101,12 +101,19 @@ def invocation(mode: str, argv: list[str] | None = None) -> dict:
 
 def read(workdir: Path) -> dict:
   """The workdir's run record ({'invocations': []} when there is none or it is unreadable)."""
-  path = Path(workdir) / RUN_FILE
-  try:
-    record = json.loads(path.read_text())
-  except (OSError, ValueError):
-    return {'invocations': []}
+  record = jsonio.read_json_object(Path(workdir) / RUN_FILE)
   return record if isinstance(record.get('invocations'), list) else {'invocations': []}
+
+
+# What `results.json` says of training (its wall time, the step it resumed from): an `eval`
+# that rewrites the file keeps them.
+TRAINING_FACTS = ('train_wall_s', 'resumed_from_step')
+
+
+def training_facts(run_dir: Path) -> dict:
+  """The `TRAINING_FACTS` in `<run_dir>/results.json` ({} when there is none)."""
+  results = jsonio.read_json_object(Path(run_dir) / 'results.json')
+  return {k: v for k, v in results.items() if k in TRAINING_FACTS}
 
 
 def _write_times(workdir: Path) -> list[float]:

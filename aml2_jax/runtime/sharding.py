@@ -4,7 +4,9 @@ Params and optimizer state are replicated; each step's batch indices are split a
 axis, so the batch gathered inside the jitted step is sharded and XLA inserts the gradient
 all-reduce. On one device this is the same code path with a mesh of one. The models here are
 small, so a run takes one device unless `config.num_devices` asks for more (0 = every device of
-every process). Multi-process runs call `jax.distributed.initialize()` first (see
+every process). A run's `Trainer` (`training.loop`) builds the mesh once and passes it to what
+places arrays on it: the data, each chunk's batch indices, and the checkpoint it resumes from.
+Multi-process runs call `jax.distributed.initialize()` first (see
 `aml2_jax.runtime.distributed`); every process then runs the same program on its own devices.
 """
 
@@ -43,17 +45,17 @@ def describe(mesh: Mesh) -> str:
           f'({device.device_kind}{processes})')
 
 
-def device_record(mesh: Mesh) -> dict:
-  """The devices of a run, for `config.json`-style records."""
-  device = mesh.devices.flat[0]
-  return {'platform': device.platform, 'device_kind': device.device_kind,
-          'num_devices': int(mesh.size), 'devices_visible': jax.device_count(),
-          'num_processes': jax.process_count(), 'jax_version': jax.__version__}
-
-
 def local_mesh() -> Mesh:
   """A mesh of this process's first device: where eval, sampling and prediction run."""
   return Mesh(np.array(jax.local_devices()[:1]), ('data',))
+
+
+def replicated_like(tree: Any, mesh: Mesh | None = None) -> Any:
+  """Every leaf's shape and dtype, replicated over `mesh` (default: `local_mesh()`): what orbax
+  restores into. Naming the devices matters: without a sharding orbax falls back to the layout
+  the checkpoint was saved with, and a checkpoint written on 4 devices then fails to load on 1."""
+  replicated = NamedSharding(mesh or local_mesh(), P())
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
 
 
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:

@@ -7,9 +7,11 @@ launcher prints one line and exits 2) naming the path, the error and the fix.
 
 - `writing(path)`: a context that turns an `OSError` of the writes inside it into `StorageError`;
   `disk_errors()` does it for disk errors anywhere (the launcher's safety net).
-- `atomic_write_text` / `atomic_write_bytes` / `atomic_save`: a temporary file in the same folder,
-  fsync, then rename, so a kill or a full disk never leaves half a file under the real name.
-- `repair_jsonl` / `read_jsonl`: JSON-lines whose torn last line (a write cut short) is dropped.
+- `atomic_write_text` (`jsonio`'s, on process 0, its errors as `StorageError`) / `atomic_save`: a
+  temporary file in the same folder, fsync, then rename, so a kill or a full disk never leaves
+  half a file under the real name.
+- `repair_jsonl`: drops the torn last line of a JSON-lines file (`jsonio.read_jsonl` skips it).
+- `probe_writable`: the one check that a folder can be written.
 - `as_storage_error`: finds the OS error inside what a library raised (orbax and tensorstore wrap
   it in a ValueError that only carries `[os_error_code=...]` in its text).
 
@@ -25,12 +27,10 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-from aml2_jax import console
+from aml2_jax import console, jsonio
 from aml2_jax.runtime import faults
 from aml2_jax.errors import UserError
-
-# Environment variable naming a crash point (an fnmatch pattern) at which the process SIGKILLs
-# itself: how the tests cut a run at an exact place (see `crash_point`).
+from aml2_jax.jsonio import read_json_object, read_jsonl  # noqa: F401 (the readers, here too)
 
 # What each error means for the user, and what fixes it.
 _ADVICE = {
@@ -141,21 +141,11 @@ def atomic_save(path: os.PathLike | str, write: Callable[[Path], None],
       raise
 
 
-def atomic_write_bytes(path: os.PathLike | str, data: bytes, where: str = 'location') -> None:
-  """Writes `data` to `path` atomically (temporary file, fsync, rename)."""
-
-  def write(tmp: Path) -> None:
-    with open(tmp, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())  # On disk before the rename makes it the real file.
-
-  atomic_save(path, write, where)
-
-
 def atomic_write_text(path: os.PathLike | str, text: str, where: str = 'location') -> None:
-  """Writes UTF-8 `text` to `path` atomically (temporary file, fsync, rename)."""
-  atomic_write_bytes(path, text.encode('utf-8'), where)
+  """Writes UTF-8 `text` to `path` atomically (`jsonio.atomic_write_text`), on process 0 only."""
+  if console.is_main_process():
+    with writing(path, where):
+      jsonio.atomic_write_text(path, text)
 
 
 def repair_jsonl(path: os.PathLike | str) -> int:
@@ -179,29 +169,6 @@ def repair_jsonl(path: os.PathLike | str) -> int:
     with open(path, 'r+b') as f:
       f.truncate(keep)
   return len(data) - keep
-
-
-def read_jsonl(path: os.PathLike | str) -> list[dict]:
-  """The records of a JSON-lines file, without a torn last line (see `repair_jsonl`)."""
-  lines = Path(path).read_text(encoding='utf-8').splitlines()
-  records = []
-  for i, line in enumerate(lines):
-    try:
-      records.append(json.loads(line))
-    except ValueError as e:
-      if i < len(lines) - 1:
-        raise UserError(f'{path}:{i + 1} is not a JSON record ({e}); the file was edited or '
-                        'damaged: delete that line.') from None
-  return records
-
-
-def read_json_object(path: os.PathLike | str) -> dict:
-  """A JSON object written by `atomic_write_text`, or {} when it is missing or unreadable."""
-  try:
-    record = json.loads(Path(path).read_text(encoding='utf-8'))
-  except (OSError, ValueError):
-    return {}
-  return record if isinstance(record, dict) else {}
 
 
 def _parses(line: bytes) -> bool:

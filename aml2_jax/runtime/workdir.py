@@ -9,6 +9,7 @@ import ml_collections
 
 from aml2_jax import console
 from aml2_jax.errors import UserError
+from aml2_jax.runtime import storage
 
 
 def prepare_workdir(path: str) -> Path:
@@ -16,12 +17,11 @@ def prepare_workdir(path: str) -> Path:
   workdir = Path(path).expanduser().absolute()
   try:
     workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / f'.write_probe_{os.getpid()}'  # Own name: processes may share a workdir.
-    probe.write_text('')
-    probe.unlink()
-  except OSError as e:
-    raise UserError(f'cannot write to workdir {workdir} ({e.strerror}); '
-                    f'choose a writable one with --workdir=DIR.') from e
+    storage.probe_writable(workdir)
+  except (OSError, storage.StorageError) as e:
+    cause = e.__cause__ if isinstance(e, storage.StorageError) else e
+    raise UserError(f'cannot write to workdir {workdir} ({cause.strerror}); '
+                    f'choose a writable one with --workdir=DIR.') from cause
   return workdir
 
 
@@ -62,12 +62,9 @@ class WorkdirLock:
 
 
 def write_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
-  """Writes the resolved config (after command-line overrides) for the record, atomically, with
-  the devices the run trains on under the key 'devices'."""
-  from aml2_jax.runtime import storage  # pylint: disable=g-import-not-at-top
-  from aml2_jax.runtime import sharding
-  record = {**json.loads(config.to_json_best_effort()),
-            'devices': sharding.device_record(sharding.data_mesh(config.num_devices))}
+  """Writes the resolved config (after command-line overrides) for the record, atomically. The
+  machine and its devices are in `run.json` (`run_record`)."""
+  record = json.loads(config.to_json_best_effort())
   storage.atomic_write_text(Path(workdir) / 'config.json', json.dumps(record, indent=2) + '\n',
                             '--workdir')
 

@@ -5,7 +5,6 @@ Modules: `input_pipeline` (corpus, de-duplication, the train/validation/test spl
 their summary), `metrics` (binary-classifier metrics), `predict` (the predict mode).
 """
 
-import json
 from pathlib import Path
 
 import jax
@@ -16,7 +15,8 @@ from aml2_jax.spam import input_pipeline, seeds, train as train_lib
 from aml2_jax.spam.input_pipeline import SpamSplit, prepare_split, vocab_digest
 from aml2_jax.spam.predict import predict
 from aml2_jax.training import config as config_lib
-from aml2_jax.training.checkpointing import check_compatible
+from aml2_jax.training.checkpoint_integrity import check_compatible
+from aml2_jax.runtime import run_record
 from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
 CONFIGS = ('spam_rnn', 'spam_lstm')
@@ -73,7 +73,7 @@ def evaluate(config, workdir: Path, options=None) -> dict:
   """Re-scores every seed's checkpoint on its test part and rewrites the results.
 
   The checkpoint is the last epoch's, or the lowest validation loss's with
-  `config.keep_best_val_epoch` (see `train.restore_run`).
+  `config.keep_best_val_epoch` (see `train.restore_for_eval`).
   """
   with WorkdirLock(workdir):
     corpus = input_pipeline.load_corpus(config)
@@ -82,16 +82,11 @@ def evaluate(config, workdir: Path, options=None) -> dict:
       run_dir = seeds.seed_dir(workdir, run.seed)
       params, _, saved, step = train_lib.restore_for_eval(run, run_dir, workdir)
       split = prepare_split(corpus, run)
-      check_compatible(saved, train_lib.train_meta(run, vocab_digest(split.tokenizer)), run_dir)
-      extra = {k: v for k, v in _read_results(run_dir).items()
-               if k in ('train_wall_s', 'resumed_from_step')}  # Facts of training, not of eval.
-      per_seed[run.seed] = train_lib.write_run_results(run, run_dir, params, split, step, extra)
+      check_compatible(saved, train_lib.checkpoint_meta(run, vocab_digest(split.tokenizer)),
+                       run_dir, resume=False)
+      per_seed[run.seed] = train_lib.write_run_results(run, run_dir, params, split, step,
+                                                       run_record.training_facts(run_dir))
     return seeds.write_summary(config, workdir, per_seed)
-
-
-def _read_results(run_dir: Path) -> dict:
-  path = run_dir / 'results.json'
-  return json.loads(path.read_text()) if path.exists() else {}
 
 
 MODES = {'train': train_and_evaluate, 'eval': evaluate, 'predict': predict}

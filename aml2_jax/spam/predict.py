@@ -9,7 +9,7 @@ from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.spam.models import make_model, spam_probability
 from aml2_jax.spam.seeds import run_configs, seed_dir
-from aml2_jax.spam.train import THRESHOLD, logits_fn, restore_run
+from aml2_jax.spam.train import THRESHOLD, logits_fn, restore_for_eval
 
 
 def read_messages(path: str) -> list[str]:
@@ -46,7 +46,7 @@ def predict(config, workdir: Path, options) -> list[float]:
     raise UserError('nothing to classify: give --text="a message" (repeatable) or --input=FILE '
                     '(UTF-8, one message per line).')
   run = run_configs(config)[0]
-  params, tokenizer, _ = restore_run(run, seed_dir(workdir, run.seed), workdir)
+  params, tokenizer, _, _ = restore_for_eval(run, seed_dir(workdir, run.seed), workdir)
   ids = tokenizer.encode(messages, config.data.maxlen)
   (logits,) = logits_fn(make_model(run))(params, ids)
   probs = np.asarray(spam_probability(logits), np.float64)

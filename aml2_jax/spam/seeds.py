@@ -10,9 +10,10 @@ With `config.seeds_in_one_program` (the default) the N seeds train side by side 
 program (`training.seed_batch`: params, optimizer state and RNG on a leading seed axis, the step
 vmapped), each on its own split, tokenizer and data order: the same results as N runs one after
 another up to float rounding, with one compilation instead of N (`python -m aml2_jax.bench
---seeds=N` measures the step rate it gives). Each seed's directory is still written as its own run would write it (checkpoints
-with its own best epoch, per-epoch metrics), so eval, predict and resuming work per seed. Seeds
-whose training parts differ in size cannot share a program: they train one after another.
+--seeds=N` measures the step rate it gives). Each seed's directory is still written as its own
+run would write it (checkpoints with its own best epoch, per-epoch metrics), so eval, predict and
+resuming work per seed. Seeds whose training parts differ in size cannot share a program: they
+train one after another.
 """
 
 import contextlib
@@ -88,7 +89,8 @@ def train_in_one_program(runs: list[ml_collections.ConfigDict], workdir: Path,
       tasks.append(task)
       resumed_from.append(resumed)
     task = seed_batch.stack_tasks(tasks, [run.seed for run in runs])
-    hooks = loop.EpochHooks(evaluate=functools.partial(_epoch_metrics, runs, splits))
+    hooks = loop.EpochHooks(evaluate=functools.partial(_epoch_metrics, runs, splits),
+                            console_metrics=train_lib.EPOCH_LINE)
     start = time.perf_counter()
     state = _train_stacked(task, runs[0], workdir, dirs, hooks)
     # The program's wall time, shared out: the summary's mean is then a seed's cost.

@@ -38,6 +38,7 @@ THRESHOLD = 0.5  # P(spam) above which a message is labelled spam.
 EVAL_BATCH = 256  # Messages per jitted inference call (one compiled shape).
 CONFIG_FILES = {'simple': 'configs/spam_rnn.py', 'lstm': 'configs/spam_lstm.py'}
 BEST_METRIC = 'val_loss'  # Picks the kept best checkpoint (used with config.keep_best_val_epoch).
+EPOCH_LINE = ('val_loss', 'val_accuracy', 'val_f1')  # The validation figures printed per epoch.
 
 
 def make_optimizer(config: ml_collections.ConfigDict,
@@ -110,24 +111,17 @@ def evaluate_split(model: SpamClassifier, params, ids: np.ndarray, labels: np.nd
           **metrics.binary_metrics(labels, logits, threshold=threshold)}
 
 
-def model_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
-  """What a restore for inference must match: the architecture and the vocabulary."""
-  model = {k: v for k, v in config.model.to_dict().items() if k != 'unroll'}  # Speed knob only.
-  return {'experiment': 'spam', 'model': model, 'num_words': config.data.num_words,
-          'maxlen': config.data.maxlen, 'vocab_sha256': digest}
-
-
-def train_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
-  """What resuming must also match: the data the run trains on (the vocab alone can coincide)."""
+def checkpoint_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
+  """The checkpoint's meta record (`restore.checkpoint_meta`), with the vocabulary and the data
+  the run trains on (the vocabulary alone can coincide)."""
   d = config.data
   data = {'dedup': d.dedup, 'limit': d.limit, 'test_fraction': d.test_fraction,
           'val_fraction': d.val_fraction, 'split_seed': d.split_seed,
           'tokenizer_fit': d.tokenizer_fit}
-  meta = {**model_meta(config, digest), 'data': data}
-  if config.optim.schedule != 'constant':  # Its optimizer state differs; older runs lack the key.
-    # The cosine's length is the run's: resuming with another num_epochs would bend it mid-run.
-    meta['optim_schedule'] = f'{config.optim.schedule} over {config.num_epochs} epochs'
-  return meta
+  meta = restore.checkpoint_meta(config, 'spam',
+                                 schedule_spans_run=config.optim.schedule == 'cosine')
+  return {**meta, 'num_words': d.num_words, 'maxlen': d.maxlen, 'vocab_sha256': digest,
+          'data': data}
 
 
 def train_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.SmsSpam) -> dict:
@@ -136,7 +130,8 @@ def train_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.SmsS
   with WorkdirLock(run_dir):
     split = prepare_split(corpus, config)
     task, resumed_from = prepare_run(config, run_dir, corpus, split)
-    hooks = loop.EpochHooks(evaluate=functools.partial(epoch_metrics, config, split))
+    hooks = loop.EpochHooks(evaluate=functools.partial(epoch_metrics, config, split),
+                            console_metrics=EPOCH_LINE)
     start = time.perf_counter()
     state = loop.train_in_workdir(task, config, run_dir, hooks, best_metric=BEST_METRIC)
     extra = {'train_wall_s': round(time.perf_counter() - start, 1),
@@ -149,14 +144,14 @@ def prepare_run(config: ml_collections.ConfigDict, run_dir: Path, corpus: sms.Sm
   """(the task, the step it resumes from or 0) of one seed, after writing its run files.
 
   Writes the config, tokenizer and split into `run_dir` (which must exist and be locked),
-  refusing first a checkpoint there that was made for other data.
+  refusing first a checkpoint there that was made for another config (`restore.checkpoint_meta`).
   """
-  write_config(run_dir, config)
   console.say(describe(config, corpus, split))
-  meta = train_meta(config, vocab_digest(split.tokenizer))
+  meta = checkpoint_meta(config, vocab_digest(split.tokenizer))
   task = dataclasses.replace(build_task(config, split), meta=meta)
-  # Refuse before replacing the vocabulary the existing checkpoint needs.
+  # Refuse before replacing the config and vocabulary the existing checkpoint was made with.
   resumed_from = restore.refuse_incompatible(run_dir, meta)
+  write_config(run_dir, config)
   if console.is_main_process():
     split.tokenizer.save(run_dir / TOKENIZER_FILE)
   write_json(run_dir / SPLIT_FILE, split_record(corpus, split))
@@ -212,18 +207,13 @@ def write_run_results(config, run_dir: Path, params, split: SpamSplit, step: int
   return results
 
 
-def restore_run(config, run_dir: Path, workdir: Path) -> tuple[dict, Tokenizer, dict]:
-  """(params, tokenizer, saved meta) of a trained run, refusing a vocabulary or model mismatch.
-
-  The params are the epoch `config.keep_best_val_epoch` selects (see the module docstring).
-  """
-  params, tokenizer, meta, _ = restore_for_eval(config, run_dir, workdir)
-  return params, tokenizer, meta
-
-
 def restore_for_eval(config, run_dir: Path,
                      workdir: Path) -> tuple[dict, Tokenizer, dict, int]:
-  """`restore_run` and the step the params were saved at."""
+  """(params, tokenizer, saved meta, step) of a trained seed, for eval and predict.
+
+  The params are the epoch `config.keep_best_val_epoch` selects (see the module docstring); a
+  different model or vocabulary is refused, the data and the optimizer are not checked.
+  """
   train_command = f'python launch.py --config={CONFIG_FILES[config.model.cell]}'
   if not any(p.name.isdigit() for p in (run_dir / 'checkpoints').glob('*')):
     others = sorted(p.parent.name for p in Path(workdir).glob('seed_*/checkpoints'))
@@ -232,11 +222,11 @@ def restore_for_eval(config, run_dir: Path,
                     f'--workdir={workdir}')
   tokenizer = Tokenizer.load(run_dir / TOKENIZER_FILE)
   digest = vocab_digest(tokenizer)
-  meta = model_meta(config, digest)
+  meta = checkpoint_meta(config, digest)
   restored = restore.restore_trained(
       run_dir, lambda: create_train_state(config), meta, train_command=train_command,
       best_metric=BEST_METRIC if config.keep_best_val_epoch else '',
-      meta_keys=[k for k in meta if k != 'vocab_sha256'])
+      meta_keys=[k for k in meta if k not in ('vocab_sha256', 'data')])
   if restored.meta.get('vocab_sha256') != digest:
     trained_with = str(restored.meta.get('vocab_sha256'))[:12]
     raise UserError(f'{run_dir / TOKENIZER_FILE} is not the vocabulary the checkpoint was '

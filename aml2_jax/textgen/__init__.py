@@ -6,22 +6,26 @@ held-out messages (a validation part that picks the checkpoint, a test part scor
 loss and bits per character, count-based baselines on the same windows, and the faster
 `all_chars` objective as an option (see `aml2_jax.datasets.char_corpus`).
 
-Modules: `input_pipeline` (messages, held-out split, windows), `models`, `train` (optimizer,
-plateau schedule, jitted step, validation, restore), `generate` (the sampler and prompts),
-`sample` (the sample mode), `baselines` (unigram and n-gram bits/char:
-`python -m aml2_jax.textgen.baselines`).
+Beyond the study, as options: windows at a fresh random offset every epoch, dropout on the input
+and the recurrent state, AdamW with warm-up and cosine decay, gradient clipping.
+
+Modules: `input_pipeline` (messages, held-out split, windows), `models`, `optim` (the optimizer
+chain and the plateau schedule), `train` (jitted step, validation, restore), `generate` (the
+sampler and prompts), `sample` (the sample mode), `baselines` (unigram and n-gram bits/char:
+`python -m aml2_jax.textgen.baselines`), `interpolate` (a trained network mixed with the 5-gram,
+one weight picked on validation: `python -m aml2_jax.textgen.interpolate --workdir=RUN_DIR`).
 """
 
-import json
 from pathlib import Path
 
 import jax
 import ml_collections
 
+from aml2_jax import jsonio
 from aml2_jax.datasets import char_corpus
 from aml2_jax.datasets.char_corpus import Vocabulary
 from aml2_jax.errors import UserError
-from aml2_jax.textgen import input_pipeline, train as train_lib
+from aml2_jax.textgen import input_pipeline, optim, train as train_lib
 from aml2_jax.textgen.sample import sample
 from aml2_jax.training import config as config_lib
 from aml2_jax.runtime.workdir import WorkdirLock, write_config
@@ -38,7 +42,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   config_lib.check_positive(config, 'model.units', 'optim.learning_rate',
                             'optim.eps', 'optim.plateau_patience', 'data.window',
                             'eval.batch_size', 'eval.stride')
-  config_lib.check_fraction(config, 'model.dropout')
+  for name in ('model.dropout', 'model.input_dropout', 'model.recurrent_dropout',
+               'optim.end_lr_fraction', 'optim.b1', 'optim.b2'):
+    config_lib.check_fraction(config, name)
+  config_lib.check_choice(config, 'optim.optimizer', optim.OPTIMIZERS)
+  config_lib.check_choice(config, 'optim.schedule', optim.SCHEDULES)
+  config_lib.check_positive(config, 'sample.every_epochs')
+  config_lib.check_non_negative(config, 'optim.warmup_epochs', 'optim.weight_decay',
+                                'optim.clip_norm')
+  if config.data.random_offsets and config.objective != 'all_chars':
+    raise UserError('config.data.random_offsets needs --config.objective=all_chars (next_char '
+                    'already trains on a window at every offset).')
   config_lib.check_fraction(config, 'optim.rho')
   config_lib.check_fraction(config, 'optim.plateau_factor', allow_zero=False)
   config_lib.check_fraction(config, 'data.val_fraction', allow_zero=False)
@@ -74,8 +88,7 @@ def evaluate(config, workdir: Path, options=None) -> dict:
     raise UserError(f'the vocabulary in {workdir} differs from this data\'s; evaluate with the '
                     f'data (and config.data.limit_messages) the model was trained on.')
   params, _ = train_lib.restore_best(config, workdir, vocab)
-  path = workdir / 'results.json'
-  previous = json.loads(path.read_text()) if path.exists() else {}
+  previous = jsonio.read_json_object(workdir / 'results.json')
   with WorkdirLock(workdir):
     return train_lib.write_results(config, workdir, params, corpus, previous)
 

@@ -37,8 +37,16 @@ def load_corpus(config: ml_collections.ConfigDict) -> CharCorpus:
 
 
 def train_starts(config: ml_collections.ConfigDict, corpus: CharCorpus) -> np.ndarray:
-  """Start offsets int32 [windows] of the training windows (a fixed subset if max_windows)."""
-  starts = char_corpus.window_starts(len(corpus.train_ids), config.data.window, config.objective)
+  """Start offsets int32 [windows] of the training windows (a fixed subset if max_windows).
+
+  With `config.data.random_offsets`, the windows of the cyclic text at offset 0; the train step
+  moves them by each epoch's offset.
+  """
+  if config.data.random_offsets:
+    starts = char_corpus.cyclic_window_starts(len(corpus.train_ids), config.data.window)
+  else:
+    starts = char_corpus.window_starts(len(corpus.train_ids), config.data.window,
+                                       config.objective)
   return char_corpus.subsample(starts, config.data.max_windows, config.seed)
 
 

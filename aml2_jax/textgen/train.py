@@ -6,14 +6,14 @@ held-out messages (5% for validation, a disjoint 5% for test), validation loss a
 character every epoch, and the faster `all_chars` objective as an option (see
 `aml2_jax.datasets.char_corpus`).
 
-Optimizer. Keras' RMSprop divides by sqrt(velocity + epsilon), epsilon inside the root, with rho 0.9
-and epsilon 1e-7; `optax.rmsprop` places eps the same way by default (`eps_in_sqrt=True`) but
-defaults eps to 1e-8. The configs set eps 1e-7, in the root: Keras' update exactly.
+Optimizer and plateau schedule: `aml2_jax.textgen.optim` (Keras' RMSprop and ReduceLROnPlateau
+by default; AdamW, warm-up and cosine decay, gradient clipping as options). The plateau schedule
+is updated once per epoch with the epoch's mean training loss (`end_epoch`).
 
-Plateau schedule. `optax.contrib.reduce_on_plateau` is kept out of the optimizer chain (its update
-needs the loss) and updated on the host once per epoch, after the epoch, with its mean training
-loss (`end_epoch`); its `scale` lives in `TrainState.schedule` and multiplies every update of the
-next epoch, as Keras' ReduceLROnPlateau sets the next epoch's learning rate.
+Windows. `all_chars` cuts the training text into fixed non-overlapping windows, or, with
+`config.data.random_offsets`, into windows of the text read as a cycle at a fresh offset every
+epoch, drawn from (seed, epoch) inside the step (`char_corpus.epoch_offset`), so a resumed run
+sees the windows the first one would have.
 
 Evaluation. Held-out loss is the study's quantity for both objectives: the cross-entropy of the
 character after each 100-character window, in nats; bits per character is that over ln 2. Every
@@ -42,7 +42,7 @@ from aml2_jax import console
 from aml2_jax.datasets import char_corpus
 from aml2_jax.datasets.char_corpus import CharCorpus, Vocabulary
 from aml2_jax.plotting.curves import plot_curves
-from aml2_jax.textgen import generate
+from aml2_jax.textgen import generate, optim
 from aml2_jax.textgen.input_pipeline import (held_out_starts, load_corpus, save_vocabulary,
                                              train_starts)
 from aml2_jax.textgen.models import CharModel, make_model
@@ -56,48 +56,45 @@ BEST_METRIC = 'val_loss'
 CONFIG_FILES = {'simple': 'configs/textgen_rnn.py', 'lstm': 'configs/textgen_lstm.py'}
 
 
-# --- Optimizer, state -----------------------------------------------------------------------
+# --- State --------------------------------------------------------------------------------
 
-
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Keras' RMSprop: rho 0.9, epsilon inside the square root (see the module docstring)."""
-  o = config.optim
-  return optax.rmsprop(o.learning_rate, decay=o.rho, eps=o.eps, eps_in_sqrt=o.eps_in_sqrt)
-
-
-def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
-  """Keras' ReduceLROnPlateau as optax's transform; one update per epoch, so patience = epochs."""
-  o = config.optim
-  return optax.contrib.reduce_on_plateau(factor=o.plateau_factor, patience=o.plateau_patience,
-                                         rtol=o.plateau_rtol, atol=o.plateau_atol)
-
-
-def create_train_state(config: ml_collections.ConfigDict, vocab_size: int) -> TrainState:
+def create_train_state(config: ml_collections.ConfigDict, vocab_size: int,
+                       steps_per_epoch: int = 1) -> TrainState:
+  """A fresh state; `steps_per_epoch` sets a schedule's length (not the state's structure)."""
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
   ids = jnp.zeros((1, config.data.window), jnp.int32)
   # Jitted: eager init runs the orthogonal initialiser's QR op by op, seconds slower.
   params = jax.jit(make_model(config, vocab_size).init)(init_key, ids)['params']
-  return TrainState.create(params, make_optimizer(config), run_key,
-                           schedule=make_plateau(config).init(params))
+  return TrainState.create(params, optim.make_optimizer(config, steps_per_epoch), run_key,
+                           schedule=optim.make_plateau(config).init(params))
 
 
 # --- Steps ----------------------------------------------------------------------------------
 
 
 def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: CharModel,
-               tx: optax.GradientTransformation, window: int, learning_rate: float):
-  """One RMSProp step on the windows `data['starts'][batch_idx]` of `data['text']`.
+               tx: optax.GradientTransformation, window: int, learning_rate,
+               offsets: tuple[int, int] | None = None):
+  """One optimizer step on the windows `data['starts'][batch_idx]` of `data['text']`.
 
   The update is scaled by the plateau schedule's current `scale`. Metrics: 'loss' (mean
-  cross-entropy, nats), 'grad_norm', and 'lr' (the learning rate in force).
+  cross-entropy, nats), 'grad_norm' (before clipping), and 'lr' (the learning rate in force).
 
   Args:
     state: the train state.
     data: 'text' int32 [num_chars] and window 'starts' int32 [num_windows].
     batch_idx: int32 [batch].
-    model, tx, window, learning_rate: bound with functools.partial.
+    model, tx, window: bound with functools.partial.
+    learning_rate: a float, or a schedule of the step (for the logged 'lr').
+    offsets: (seed, steps_per_epoch) to move the starts by the epoch's random offset round the
+      cyclic text (`config.data.random_offsets`); None for fixed windows.
   """
-  ids = char_corpus.gather_windows(data['text'], data['starts'][batch_idx], window)
+  starts = data['starts'][batch_idx]
+  if offsets is not None:
+    seed, steps_per_epoch = offsets
+    offset = char_corpus.epoch_offset(seed, state.step // steps_per_epoch, window)
+    starts = char_corpus.offset_starts(starts, offset, data['text'].shape[0])
+  ids = char_corpus.gather_windows(data['text'], starts, window, wrap=offsets is not None)
   inputs = ids[:, :-1]
   targets = ids[:, 1:] if model.all_steps else ids[:, -1]
 
@@ -108,7 +105,8 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Ch
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   scale = state.schedule.scale
-  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), 'lr': learning_rate * scale}
+  rate = learning_rate(state.step) if callable(learning_rate) else learning_rate
+  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), 'lr': rate * scale}
   return apply_gradients(state, grads, tx, scale), metrics
 
 
@@ -142,41 +140,44 @@ def end_epoch(state: TrainState, train_metrics: dict, *, update_plateau) -> Trai
   return state.replace(schedule=update_plateau(state.schedule, train_metrics['loss']))
 
 
-def make_plateau_update(config: ml_collections.ConfigDict):
-  """`(schedule_state, epoch_loss) -> schedule_state`, jitted so it keeps the state's placement."""
-  plateau = make_plateau(config)
-  # The transform scales `updates`; only its state is wanted here, so it is given none.
-  return jax.jit(lambda s, loss: plateau.update(updates={}, state=s, value=loss)[1])
-
-
 # --- Training -------------------------------------------------------------------------------
 
 
 def model_meta(config: ml_collections.ConfigDict, vocab: Vocabulary) -> dict:
-  model = {k: v for k, v in config.model.to_dict().items() if k != 'unroll'}  # unroll: speed only.
-  return {'experiment': 'textgen', 'objective': config.objective, 'model': model,
+  # Dropout options left at 0 are left out, so older runs still match.
+  meta = {**restore.checkpoint_meta(config, 'textgen', new_model_fields=dict.fromkeys(
+              OPTIONAL_DROPOUT, 0), schedule_spans_run=config.optim.schedule != 'constant'),
+          'objective': config.objective,
           'window': config.data.window, 'vocab_sha256': vocab.digest(),
           'split': {'val_fraction': config.data.val_fraction,
                     'test_fraction': config.data.test_fraction, 'seed': config.data.split_seed,
                     'limit_messages': config.data.limit_messages, 'by': 'normalised text'},
           'max_windows': config.data.max_windows}
+  if config.data.random_offsets:  # Older runs lack the key.
+    meta['random_offsets'] = True
+  return meta
 
 
 # What a checkpoint must agree on to be sampled from (the rest of the meta matters for resuming).
 SAMPLING_META = ('experiment', 'model', 'window', 'vocab_sha256')
+OPTIONAL_DROPOUT = ('input_dropout', 'recurrent_dropout')
 
 
 def build_task(config: ml_collections.ConfigDict, corpus: CharCorpus) -> loop.TrainTask:
   """The training task for the shared loop (also what the benchmark times)."""
   model = make_model(config, corpus.vocab.size)
   starts = train_starts(config, corpus)
+  steps_per_epoch = len(starts) // config.batch_size
+  offsets = (config.seed, max(steps_per_epoch, 1)) if config.data.random_offsets else None
   return loop.TrainTask(
-      state=create_train_state(config, corpus.vocab.size),
-      train_step=functools.partial(train_step, model=model, tx=make_optimizer(config),
+      state=create_train_state(config, corpus.vocab.size, steps_per_epoch),
+      train_step=functools.partial(train_step, model=model,
+                                   tx=optim.make_optimizer(config, steps_per_epoch),
                                    window=config.data.window,
-                                   learning_rate=config.optim.learning_rate),
+                                   learning_rate=optim.learning_rate(config, steps_per_epoch),
+                                   offsets=offsets),
       data={'text': corpus.train_ids, 'starts': starts}, num_examples=len(starts),
-      end_epoch=functools.partial(end_epoch, update_plateau=make_plateau_update(config)),
+      end_epoch=functools.partial(end_epoch, update_plateau=optim.make_plateau_update(config)),
       meta=model_meta(config, corpus.vocab))
 
 
@@ -196,7 +197,10 @@ def epoch_hooks(config, workdir: Path, corpus: CharCorpus) -> loop.EpochHooks:
 
 def report_epoch(config, workdir: Path, model: CharModel, vocab: Vocabulary, state: TrainState,
                  epoch: int, logger: MetricLogger) -> None:
-  """A few samples of the epoch's model, to TensorBoard and `samples.txt`."""
+  """A few samples of the epoch's model, to TensorBoard and `samples.txt`, every
+  `config.sample.every_epochs` epochs and after the last."""
+  if (epoch + 1) % config.sample.every_epochs and epoch + 1 != config.num_epochs:
+    return
   sampler = generate.sampler_for(model, config.data.window)
   lines = []
   for i, prompt in enumerate(config.sample.prompts):

@@ -1,19 +1,20 @@
-"""Whether a checkpoint step can be trusted: its manifest, and telling damage from a mismatch.
+"""Whether a checkpoint step can be used: its files are intact, and it fits the config.
 
 Once a save has completed, `MANIFEST` is written into its step directory: the size and SHA-256 of
 every file. `verify_step` checks a step against it (a step without one gets a structural check of
 orbax's JSON files instead); `read_failure` tells, from an exception raised while restoring,
 whether files could not be read (damage) rather than did not fit the template (a config
-mismatch).
+mismatch). `check_compatible` is the rule for what a resume may change.
 """
 
 import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from aml2_jax.errors import UserError
+from aml2_jax.runtime import storage
 
 MANIFEST = 'aml2_manifest.json'  # In each complete step directory: {path: {bytes, sha256}}.
 DAMAGED_SUFFIX = '.damaged'  # A damaged step moved aside: `<step>.damaged` (not a step to orbax).
@@ -38,6 +39,23 @@ def file_digests(step_dir: Path) -> dict[str, dict]:
   """{relative path: {'bytes', 'sha256'}} of every file of a step but the manifest."""
   return {str(p.relative_to(step_dir)): {'bytes': p.stat().st_size, 'sha256': sha256(p)}
           for p in sorted(step_dir.rglob('*')) if p.is_file() and p.name != MANIFEST}
+
+
+def write_manifest(step_dir: Path) -> None:
+  """Writes `MANIFEST` into a completed step directory (atomically)."""
+  text = json.dumps({'files': file_digests(step_dir)}, indent=1) + '\n'
+  storage.atomic_write_text(step_dir / MANIFEST, text, '--workdir')
+
+
+def step_metadata_readable(directory: Path) -> bool:
+  """Whether orbax's per-step JSON files that it parses to track a best step all parse."""
+  for path in (p for name in ('_CHECKPOINT_METADATA', 'metrics/metrics')
+               for p in directory.glob(f'*/{name}')):
+    try:
+      json.loads(path.read_text())
+    except (OSError, ValueError):
+      return False
+  return True
 
 
 def verify_step(step_dir: Path) -> str | None:
@@ -122,3 +140,50 @@ def sha256(path: Path) -> str:
     for block in iter(lambda: f.read(1 << 20), b''):
       digest.update(block)
   return digest.hexdigest()
+
+
+# What a resume may change (docs/reliability.md): `num_epochs` may grow; the model, the data
+# and every optimizer setting may not. Using a trained model (eval, sample, predict) checks
+# neither the optimizer nor `num_epochs`: they shaped training, not the model being used.
+RESUME_ONLY = ('optim', 'num_epochs')
+
+
+def check_compatible(saved: dict, current: dict, workdir: Path, *, resume: bool = True,
+                     keys: Sequence[str] | None = None) -> None:
+  """Refuses a checkpoint whose meta record (`saved`) differs from `current`, by the rule above.
+
+  Args:
+    saved, current: meta records (see `restore.checkpoint_meta`).
+    workdir: named in the message.
+    resume: training resumes from it; else a trained model is used.
+    keys: the entries to compare (default: all), e.g. those that sampling needs.
+  """
+  current = json.loads(json.dumps(current))  # As saved: tuples become lists.
+  names = sorted(keys or set(saved) | set(current))
+  for key in (k for k in names if resume or k not in RESUME_ONLY):
+    there, now = saved.get(key), current.get(key)
+    if key == 'num_epochs' and isinstance(there, int) and isinstance(now, int) and now >= there:
+      continue  # Training on for longer.
+    difference = _first_difference(key, there, now)
+    if difference:
+      name, there, now = difference
+      raise UserError(
+          f'the checkpoint in {workdir} was made with a different {name} ({_short(there)} there, '
+          f'{_short(now)} now); use another --workdir, or the config that made it'
+          + (' (num_epochs may only grow).' if key == 'num_epochs' else '.'))
+
+
+def _first_difference(name: str, there: Any, now: Any) -> tuple[str, Any, Any] | None:
+  """(dotted name, saved value, current value) of the first entry that differs, or None."""
+  if isinstance(there, dict) and isinstance(now, dict):
+    for key in sorted(set(there) | set(now)):
+      found = _first_difference(f'{name}.{key}', there.get(key), now.get(key))
+      if found:
+        return found
+    return None
+  return None if there == now else (name, there, now)
+
+
+def _short(value: Any) -> str:
+  text = json.dumps(value, sort_keys=True)
+  return text if len(text) <= 120 else text[:117] + '...'

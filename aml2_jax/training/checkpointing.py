@@ -1,52 +1,45 @@
-"""Saving and restoring train states with orbax, plus what makes a checkpoint compatible or intact.
+"""Saving and finding train states with orbax: the one way a checkpoint is written and found.
 
 A checkpoint holds the whole train state (params, optimizer and schedule state, step, RNG key
-data, the running sums of the current epoch's metrics) and a JSON `meta` record: the experiment,
-the model config and anything else (vocabulary digest) that must match for a restore to make sense.
-Orbax writes each step to a temporary directory and renames it when complete, so a crash during a
-save leaves the previous checkpoint restorable.
+data, the running sums of the current epoch's metrics) and a JSON `meta` record of what it was
+made for (`restore.checkpoint_meta`). Orbax writes each step to a temporary directory, renames it
+when complete and keeps the latest K and the best one (its preservation policies); a manifest of
+every file's size and SHA-256 then completes the step (`checkpoint_integrity`).
 
-Integrity. Once a save has completed, `MANIFEST` (`aml2_manifest.json`) is written into its step
-directory: the size and SHA-256 of every file. Every restore first verifies the step against it
-(steps without one, saved before manifests existed or cut off just before it was written, get a
-structural check of orbax's JSON files instead), so a corrupted, truncated or incomplete step is
-reported as damaged (`DamagedCheckpoint`), never as a config mismatch. Training moves a damaged
-step aside (`<step>.damaged`, which orbax ignores) and resumes from the newest intact one;
-`restore_trained` (eval, sampling, prediction) falls back to an earlier step for the latest one,
-and refuses when the best one it was asked for is damaged.
+`Checkpointer.find` is how every mode (train, eval, sample, predict) finds a checkpoint: the
+newest (or best) intact one that fits the config (`checkpoint_integrity.check_compatible`).
+A damaged step is moved aside to `<step>.damaged` with a warning, in every mode, and the next one
+is used: no mode can ever use it, and left under its step name orbax would count it among the
+steps it keeps and every later command would trip on it again. Moved, not deleted: the bytes stay
+for inspection. On a read-only disk it is left in place and skipped.
 
-Write errors. A save that fails for a reason of the disk (full, read-only, I/O error) becomes a
-`storage.StorageError` naming the step, the error, the fix and the newest complete checkpoint,
-which is left as it was; the failed step's temporary directory is removed.
+A save that fails for a reason of the disk (full, read-only, I/O error) is one `StorageError`
+naming the step, the fix and the newest complete checkpoint; the failed step's files are removed.
 """
 
-import json
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import jax
 import orbax.checkpoint as ocp
-from jax.sharding import NamedSharding, PartitionSpec as P
 from orbax.checkpoint import checkpoint_managers as policies
 
 from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.runtime import faults, sharding, storage
 from aml2_jax.training import checkpoint_integrity as integrity
-from aml2_jax.training.checkpoint_integrity import DAMAGED_SUFFIX, MANIFEST, DamagedCheckpoint
-
-def _step_metadata_readable(directory: Path) -> bool:
-  for path in (p for name in _STEP_JSON_FILES for p in directory.glob(f'*/{name}')):
-    try:
-      json.loads(path.read_text())
-    except (OSError, ValueError):
-      return False
-  return True
+from aml2_jax.training.checkpoint_integrity import (  # noqa: F401 (MANIFEST: re-exported)
+    DAMAGED_SUFFIX, MANIFEST, DamagedCheckpoint, check_compatible)
 
 
-# orbax's per-step JSON files that it parses when it tracks a best step.
-_STEP_JSON_FILES = ('_CHECKPOINT_METADATA', 'metrics/metrics')
+@dataclasses.dataclass(frozen=True)
+class Found:
+  """A checkpoint `find` picked: its step, the meta record saved with it, the restored items."""
+  step: int
+  meta: dict
+  items: dict[str, Any]
 
 
 class Checkpointer:
@@ -68,7 +61,7 @@ class Checkpointer:
     # orbax parses every step's metrics when it opens the folder and fails on a damaged file:
     # then it opens without them (and without best-step tracking), and the damage is found and
     # handled by the manifest check instead.
-    readable = _step_metadata_readable(self.directory)
+    readable = integrity.step_metadata_readable(self.directory)
     if best_metric and readable:
       best_fn = lambda metrics: metrics[best_metric]
       policy.append(policies.BestN(get_metric_fn=best_fn, reverse=best_mode == 'min', n=1,
@@ -85,10 +78,6 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def best_step(self) -> int | None:
-    """The best step by `best_metric`, else the latest."""
-    return self.manager.best_step()
-
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
 
@@ -96,7 +85,7 @@ class Checkpointer:
 
   def save(self, step: int, items: dict[str, Any], meta: dict, metrics: dict | None = None) -> None:
     """Saves pytrees `items` (by name) and `meta` at `step` (async; `wait` or `close` to finish)."""
-    self._finish_pending()
+    self.wait()
     storage.probe_writable(self.directory, '--workdir', self._kept_note())
     args = ocp.args.Composite(meta=ocp.args.JsonSave(meta),
                               **{k: ocp.args.StandardSave(v) for k, v in items.items()})
@@ -107,14 +96,10 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       self._raise_save_failure(e)
 
-  def wait(self) -> None:
-    """Waits for the save in progress and writes its manifest; raises its error, if any."""
-    self._finish_pending()
-
   def close(self) -> None:
     try:
       if self.failed is None:
-        self._finish_pending()
+        self.wait()
     finally:
       try:
         self.manager.close()
@@ -122,7 +107,8 @@ class Checkpointer:
         if self.failed is None:
           raise  # Otherwise the same failure again: it was raised already.
 
-  def _finish_pending(self) -> None:
+  def wait(self) -> None:
+    """Waits for the save in progress and writes its manifest; raises its error, if any."""
     if self.failed is not None:
       raise self.failed
     try:
@@ -155,15 +141,59 @@ class Checkpointer:
             'resumes from it.')
 
   def _write_manifest(self, step: int) -> None:
-    if not console.is_main_process():
-      return
-    step_dir = self.directory / str(step)
-    with storage.writing(step_dir, '--workdir', self._kept_note()):
-      files = integrity.file_digests(step_dir)
-    storage.atomic_write_text(step_dir / MANIFEST, json.dumps({'files': files}, indent=1) + '\n',
-                              '--workdir')
+    if console.is_main_process():
+      with storage.writing(self.directory / str(step), '--workdir', self._kept_note()):
+        integrity.write_manifest(self.directory / str(step))
 
-  # --- Verifying and restoring ---------------------------------------------------------------
+  # --- Finding and restoring ---------------------------------------------------------------
+
+  def find(self, meta: dict, *, resume: bool = True, keys: Sequence[str] | None = None,
+           best: bool = False, templates: dict[str, Any] | None = None,
+           mesh: jax.sharding.Mesh | None = None) -> Found | None:
+    """The newest intact checkpoint that fits `meta`, or None when no step is left.
+
+    Tries the newest step (with `best`, orbax's best one by `best_metric` first) with `load`. A
+    damaged step is moved aside (see the module docstring) and the next one tried; a step made
+    for another config raises `UserError`, since every step of a workdir comes from one config.
+    """
+    tried = set()
+    while (step := self._next_step(best, tried)) is not None:
+      tried.add(step)
+      try:
+        items, saved = self.load(step, templates or {}, meta, mesh, resume=resume, keys=keys)
+        return Found(step, saved, items)
+      except DamagedCheckpoint as e:
+        moved = self.move_aside(step)
+        console.warn(f'warning: {e}; ' + (f'moved it to {moved}' if moved else 'left it in place')
+                     + ', using the next intact one.')
+    return None
+
+  def resume(self, templates: dict[str, Any], meta: dict,
+             mesh: jax.sharding.Mesh | None = None) -> tuple[int, dict[str, Any]] | None:
+    """(step, items) that training resumes from (see `find`), or None to start at step 0."""
+    had_steps = bool(self.all_steps())
+    found = self.find(meta, templates=templates, mesh=mesh)
+    if found is None and had_steps:
+      console.warn(f'warning: no intact checkpoint is left in {self.directory}: training starts '
+                   'from step 0 (the damaged ones are kept aside).')
+    return None if found is None else (found.step, found.items)
+
+  def load(self, step: int, templates: dict[str, Any], meta: dict,
+           mesh: jax.sharding.Mesh | None = None, **rule) -> tuple[dict[str, Any], dict]:
+    """(restored items, saved meta) of `step`: files verified, meta checked against `meta` by
+    `check_compatible(**rule)`, `templates` restored. Damage raises `DamagedCheckpoint`."""
+    reason = self.verify(step)
+    if reason:
+      raise DamagedCheckpoint(self.directory, step, reason)
+    saved = self.read_meta(step)
+    check_compatible(saved, meta, self.directory.parent, **rule)
+    return (self.restore(step, templates, mesh) if templates else {}), saved
+
+  def _next_step(self, best: bool, tried: set[int]) -> int | None:
+    first = self.manager.best_step() if best else None  # Orbax's pick; recomputed after a move.
+    if first is not None and first not in tried:
+      return first
+    return max((s for s in self.manager.all_steps() if s not in tried), default=None)
 
   def verify(self, step: int) -> str | None:
     """Why the files of `step` cannot be trusted, or None when they are intact."""
@@ -186,7 +216,7 @@ class Checkpointer:
     count they were saved with. Raises `DamagedCheckpoint` when the files cannot be read, and a
     `UserError` when they do not fit the templates.
     """
-    args = ocp.args.Composite(**{k: ocp.args.StandardRestore(restore_template(v, mesh))
+    args = ocp.args.Composite(**{k: ocp.args.StandardRestore(sharding.replicated_like(v, mesh))
                                  for k, v in templates.items()})
     try:
       restored = self.manager.restore(step, args=args)
@@ -194,92 +224,27 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       cause = integrity.read_failure(e)
       if cause is not None:
-        raise DamagedCheckpoint(self.directory, step, integrity.reason(cause, self.directory / str(step))
-                                ) from e
+        raise DamagedCheckpoint(self.directory, step,
+                                integrity.reason(cause, self.directory / str(step))) from e
       if not isinstance(e, (ValueError, KeyError, TypeError)):
         raise
       raise UserError(f'checkpoint {self.directory / str(step)} does not fit this config\'s '
                       f'model ({integrity.first_line(e)}); use another --workdir.') from e
 
-  def load(self, step: int, templates: dict[str, Any], meta: dict,
-           mesh: jax.sharding.Mesh | None = None,
-           meta_keys: Sequence[str] | None = None) -> tuple[dict[str, Any], dict]:
-    """(restored items, saved meta) of `step`: verified, checked against `meta`, restored.
-
-    Raises `DamagedCheckpoint` for damaged files and `UserError` when the step was made for
-    another config (on `meta_keys`, default all), which no other step would fix.
-    """
-    reason = self.verify(step)
-    if reason:
-      raise DamagedCheckpoint(self.directory, step, reason)
-    saved = self.read_meta(step)
-    keys = meta_keys or sorted(set(saved) | set(meta))
-    check_compatible({k: saved.get(k) for k in keys}, {k: meta.get(k) for k in keys},
-                     self.directory.parent)
-    return self.restore(step, templates, mesh), saved
-
-  def resume(self, templates: dict[str, Any], meta: dict,
-             mesh: jax.sharding.Mesh | None = None) -> tuple[int, dict[str, Any]] | None:
-    """(step, items) of the newest intact checkpoint, moving damaged newer ones aside.
-
-    Returns None when there is no checkpoint, or none is intact (then training starts over; the
-    damaged steps stay aside, nothing is deleted). Each damaged step is reported on stderr.
-    """
-    damaged = []
-    for step in reversed(self.all_steps()):
-      try:
-        restored, _ = self.load(step, templates, meta, mesh)
-        return step, restored
-      except DamagedCheckpoint as e:
-        damaged.append(step)
-        moved = self.move_aside(step)
-        console.warn(f'warning: {e}; ' + (f'moved it to {moved}' if moved else 'left it in place'
-                                          ) + ', falling back to the previous checkpoint.')
-    if damaged:
-      console.warn(f'warning: no intact checkpoint is left in {self.directory}: training starts '
-                   'from step 0 (the damaged ones are kept aside).')
-    return None
-
   def move_aside(self, step: int) -> Path | None:
-    """Renames step directory `<step>` to `<step>.damaged` (orbax ignores it); the new path."""
+    """Renames step directory `<step>` to `<step>.damaged` (orbax ignores it); the new path, or
+    None where it cannot be moved (a read-only disk, a process other than 0)."""
     if not console.is_main_process():
       return None
-    source = self.directory / str(step)
     target = self.directory / f'{step}{DAMAGED_SUFFIX}'
     n = 1
     while target.exists():
       n += 1
       target = self.directory / f'{step}{DAMAGED_SUFFIX}-{n}'
     try:
-      source.rename(target)
+      (self.directory / str(step)).rename(target)
     except OSError:
-      return None  # E.g. a read-only disk: the step is skipped, not moved.
+      return None
     finally:
       self.manager.reload()
     return target
-
-
-def check_compatible(saved: dict, current: dict, workdir: Path) -> None:
-  """Refuses to resume or restore when what the checkpoint was made for differs from now."""
-  current = json.loads(json.dumps(current))  # As saved: tuples become lists.
-  for key in sorted(set(saved) | set(current)):
-    if saved.get(key) != current.get(key):
-      raise UserError(
-          f'the checkpoint in {workdir} was made with a different {key} '
-          f'({_short(saved.get(key))} there, {_short(current.get(key))} now); '
-          f'use another --workdir, or the config that made it.')
-
-
-def restore_template(tree: Any, mesh: jax.sharding.Mesh | None = None) -> Any:
-  """What orbax restores into: every leaf's shape and dtype, replicated over `mesh`.
-
-  Naming the current devices matters: without a sharding orbax falls back to the layout the
-  checkpoint was saved with, and a checkpoint written on 4 devices then fails to load on 1.
-  """
-  replicated = NamedSharding(mesh or sharding.local_mesh(), P())
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
-
-
-def _short(value: Any) -> str:
-  text = json.dumps(value, sort_keys=True)
-  return text if len(text) <= 120 else text[:117] + '...'

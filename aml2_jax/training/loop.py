@@ -16,6 +16,7 @@ loop gives it batch indices [steps, seeds, batch] and keeps every metric per see
 
 import dataclasses
 import signal
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ import numpy as np
 from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.training import config as config_lib
-from aml2_jax.runtime import sharding
+from aml2_jax.runtime import metrics_logging, sharding
 from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.runtime.metrics_logging import MetricLogger, progress_bar
 
@@ -67,9 +68,12 @@ class EpochHooks:
   Attributes:
     evaluate: `(state) -> metrics` on held-out data, logged and saved with the checkpoint.
     report: `(state, epoch, logger)` for pictures and samples.
+    console_metrics: the names of `evaluate`'s metrics that the epoch's console line shows, in
+      this order; () shows them all.
   """
   evaluate: Callable[[Any], dict] = lambda state: {}
   report: Callable[[Any, int, MetricLogger], None] = lambda state, epoch, logger: None
+  console_metrics: tuple[str, ...] = ()
 
 
 class TrainingDiverged(UserError):
@@ -209,8 +213,9 @@ class Trainer:
     step = first_step(state)
     with self.stop:
       for epoch in range(step // self.steps_per_epoch, self.config.num_epochs):
+        start = time.perf_counter()
         state, sums, step = self._run_epoch(state, sums, epoch, step)
-        state, sums = self._end_epoch(state, sums, epoch, step)
+        state, sums = self._end_epoch(state, sums, epoch, step, start)
     self.ckpt.wait()
     return state
 
@@ -242,8 +247,7 @@ class Trainer:
       batch_idx = sharding.shard_batch_axis(order[position:position + n], self.mesh, axis=-1)
       state, sums, last = self.train_chunk(state, sums, self.data, batch_idx)
       if pending is not None:
-        self._check_finite(jax.device_get(pending[0]), pending[1])
-        bar.update(pending[2])
+        self._read_back(bar, pending)
       pending = (last, step + n, n)
       position, step = position + n, step + n
       every = config.checkpoint_every_steps
@@ -257,17 +261,32 @@ class Trainer:
         raise Interrupted(f'{self.stop.received}: saved a checkpoint at step {step} (epoch '
                           f'{epoch + 1}, {position}/{self.steps_per_epoch}); run the same '
                           'command to resume.')
-    self._check_finite(jax.device_get(pending[0]), pending[1])
-    bar.update(pending[2])
+    self._read_back(bar, pending)
     bar.close()
     return state, sums, step
 
-  def _end_epoch(self, state: Any, sums: Metrics, epoch: int, step: int):
-    """Schedule update, held-out metrics, logs, pictures and the epoch's checkpoint."""
+  def _read_back(self, bar, pending: tuple) -> None:
+    """Waits for a chunk's last metrics (the loop's one read-back per chunk), checks them and
+    advances the bar, with those losses in its postfix."""
+    last, step, n = pending
+    last = jax.device_get(last)
+    self._check_finite(last, step)
+    metrics_logging.show_running(bar, last)
+    bar.update(n)
+
+  def _end_epoch(self, state: Any, sums: Metrics, epoch: int, step: int, start: float):
+    """Schedule update, held-out metrics, the epoch's line, logs, pictures and checkpoint
+    (`start`: when the epoch's training began in this process)."""
     train_metrics = means(sums)
     self._check_finite(train_metrics, step)
     state = self.task.end_epoch(state, train_metrics)
+    eval_start = time.perf_counter()
     eval_metrics = self.hooks.evaluate(state)
+    shown = {k: eval_metrics[k] for k in self.hooks.console_metrics or eval_metrics
+             if k in eval_metrics}
+    console.say(metrics_logging.epoch_line(
+        metrics_logging.experiment_name(self.task.meta), epoch + 1, self.config.num_epochs,
+        train_metrics, shown, eval_start - start, time.perf_counter() - eval_start))
     self.logger.scalars(step, {**{f'train_{k}': v for k, v in train_metrics.items()},
                                **eval_metrics}, epoch=epoch + 1)
     self.hooks.report(state, epoch, self.logger)

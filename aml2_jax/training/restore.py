@@ -1,8 +1,10 @@
-"""The one way a trained state comes back: for resuming checks, eval, sampling and prediction.
+"""What a checkpoint records of its config, and how a trained state comes back for use.
 
-`restore_trained` restores the best (or latest) intact checkpoint of a workdir onto the current
-devices, after checking that it was made for this config; `refuse_incompatible` is the check
-alone, for runs that must refuse before they write files a checkpoint depends on.
+`checkpoint_meta` builds the meta record every experiment saves with its checkpoints; what a
+resume may change is checked against it (`checkpoint_integrity.check_compatible`). Finding a
+checkpoint is `Checkpointer.find`, for every mode: `restore_trained` is its use for eval,
+sampling and prediction, `refuse_incompatible` its check alone, for runs that must refuse a workdir
+before they write files its checkpoint depends on.
 """
 
 import dataclasses
@@ -10,11 +12,37 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
+import ml_collections
 
-from aml2_jax import console
 from aml2_jax.errors import UserError
-from aml2_jax.training.checkpoint_integrity import DAMAGED_SUFFIX, DamagedCheckpoint
-from aml2_jax.training.checkpointing import Checkpointer, check_compatible
+from aml2_jax.training.checkpointing import Checkpointer
+
+# Model fields that change speed, never results: a checkpoint fits whatever they are.
+SPEED_OPTIONS = ('ops', 'unroll')
+
+
+def checkpoint_meta(config: ml_collections.ConfigDict, experiment: str, *,
+                    schedule_spans_run: bool = False, new_model_fields: dict | None = None) -> dict:
+  """The meta record of a checkpoint: the experiment, the model (speed options aside), every
+  optimizer setting and `num_epochs`; an experiment adds what else must match (vocabulary, data).
+
+  Args:
+    config: the run's config.
+    experiment: the experiment's name (a CAS classifier is another experiment than the judge).
+    schedule_spans_run: the learning-rate schedule spans `num_epochs` (e.g. a cosine to 0), so
+      the run's length is an optimizer setting (`optim.schedule_epochs`): a resume with another
+      would bend the schedule mid-run.
+    new_model_fields: {field: value} of model fields left out at that value, so checkpoints made
+      before the field existed still fit.
+  """
+  new = new_model_fields or {}
+  model = {k: v for k, v in config.model.to_dict().items()
+           if k not in SPEED_OPTIONS and not (k in new and v == new[k])}
+  optim = config.optim.to_dict()
+  if schedule_spans_run:
+    optim['schedule_epochs'] = config.num_epochs
+  return {'experiment': experiment, 'model': model, 'optim': optim,
+          'num_epochs': config.num_epochs}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,20 +56,17 @@ class Restored:
 def restore_trained(workdir: Path, make_state: Callable[[], Any], meta: dict, *,
                     train_command: str, best_metric: str = '',
                     meta_keys: Sequence[str] | None = None) -> Restored:
-  """The one way a trained state comes back for eval, sampling and prediction.
+  """The trained state of a workdir, for eval, sampling and prediction (`Checkpointer.find`).
 
-  Restores the best checkpoint by `best_metric` (the latest when '' or when none has metrics) of
-  `<workdir>/checkpoints` into the shapes of `make_state()` (only traced) placed on the current
-  devices, after verifying its files and checking that its meta record agrees with `meta` on
-  `meta_keys` (default: all). A damaged latest checkpoint falls back to the newest intact one
-  (said on stderr; nothing is moved, the workdir may be read-only); a damaged best one, or no
-  intact one, is refused.
+  The newest intact checkpoint, or with `best_metric` the best one by it, whose meta record fits
+  `meta` for use (on `meta_keys`, default all; the optimizer and `num_epochs` are not checked),
+  restored into the shapes of `make_state()` (only traced) on this process's first device.
 
   Args:
     workdir: the run directory.
     make_state: builds a fresh train state of this config (never run, only traced for shapes).
-    meta: what the checkpoint must have been made for (see `check_compatible`).
-    train_command: the command the error suggests when there is no checkpoint yet.
+    meta: what the checkpoint must have been made for (`checkpoint_meta`).
+    train_command: the command the error suggests when there is no intact checkpoint.
     best_metric: the metric that picked the best checkpoint during training, or ''.
     meta_keys: the meta entries that must agree (e.g. the model and vocabulary only).
   """
@@ -51,57 +76,28 @@ def restore_trained(workdir: Path, make_state: Callable[[], Any], meta: dict, *,
     raise UserError(f'no checkpoint in {workdir}; train first: {retrain}')
   ckpt = Checkpointer(directory, best_metric=best_metric)
   try:
-    templates = {'state': jax.eval_shape(make_state)}
-    best = ckpt.best_step() if best_metric else None
-    if best is not None:
-      try:
-        restored, saved = ckpt.load(best, templates, meta, meta_keys=meta_keys)
-      except DamagedCheckpoint as e:
-        raise DamagedCheckpoint(
-            directory, best, f'{e.reason}; it is the best one by {best_metric}',
-            f'rename it to {best}{DAMAGED_SUFFIX} to use the next best one, or retrain: '
-            f'{retrain}') from e
-      return Restored(restored['state'], best, saved)
-    steps = list(reversed(ckpt.all_steps()))
-    if not steps:
-      raise UserError(f'no checkpoint in {workdir}; train first: {retrain}')
-    for step in steps[:-1]:
-      try:
-        restored, saved = ckpt.load(step, templates, meta, meta_keys=meta_keys)
-        return Restored(restored['state'], step, saved)
-      except DamagedCheckpoint as e:
-        console.warn(f'warning: {e}; using the previous checkpoint (training moves it aside).')
-    try:
-      restored, saved = ckpt.load(steps[-1], templates, meta, meta_keys=meta_keys)
-    except DamagedCheckpoint as e:
-      raise DamagedCheckpoint(directory, steps[-1], e.reason,
-                              ('no earlier one is intact' if len(steps) > 1 else
-                               'it is the only one') + f'; retrain: {retrain}') from e
-    return Restored(restored['state'], steps[-1], saved)
+    had_steps = bool(ckpt.all_steps())
+    found = ckpt.find(meta, resume=False, keys=meta_keys, best=bool(best_metric),
+                      templates={'state': jax.eval_shape(make_state)})
   finally:
     ckpt.close()
+  if found is None and had_steps:
+    raise UserError(f'no intact checkpoint is left in {directory} (the damaged ones are kept '
+                    f'aside); retrain: {retrain}')
+  if found is None:
+    raise UserError(f'no checkpoint in {workdir}; train first: {retrain}')
+  return Restored(found.items['state'], found.step, found.meta)
 
 
 def refuse_incompatible(workdir: Path, meta: dict) -> int | None:
-  """Refuses a workdir whose newest intact checkpoint was made for something else than `meta`.
-
-  Resuming checks this too; a run calls it first when it writes files (a vocabulary) that the
-  existing checkpoint depends on. Returns that step (the one training resumes from), or None
-  when there is none. Damaged steps are skipped here; training moves them aside and says so.
-  """
+  """The step that training in `workdir` resumes from, or None; refuses (`UserError`) a
+  checkpoint made for something else than `meta` (`Checkpointer.find`, the resume rule)."""
   directory = Path(workdir) / 'checkpoints'
   if not directory.is_dir():
     return None
   ckpt = Checkpointer(directory)
   try:
-    for step in reversed(ckpt.all_steps()):
-      if ckpt.verify(step) is None:
-        try:
-          saved = ckpt.read_meta(step)
-        except DamagedCheckpoint:
-          continue
-        check_compatible(saved, meta, workdir)
-        return step
-    return None
+    found = ckpt.find(meta)
   finally:
     ckpt.close()
+  return None if found is None else found.step

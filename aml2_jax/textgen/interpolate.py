@@ -1,0 +1,121 @@
+"""A trained network and the Kneser-Ney 5-gram, interpolated: one weight, picked on validation.
+
+For the character after each 100-character window of a held-out text,
+
+  P(x) = w P_network(x | window) + (1 - w) P_kn(x | last 4 characters)
+
+both distributions over the same vocabulary, so the mixture is one too. The weight w is the one
+of `WEIGHTS` with the lowest validation bits/char; the test text is scored once, with that
+weight. The network is the run's best checkpoint (lowest validation loss), restored with the
+config the run saved (`config.json`); the 5-gram is `baselines.KneserNey`, counted on the same
+training text.
+
+Run:      python -m aml2_jax.textgen.interpolate --workdir=RUN_DIR [--out=FILE] [--order=5]
+Expect:   a JSON of validation and test bits/char of the network, the 5-gram and the mixture,
+          printed and written to --out (default RUN_DIR/interpolated.json), in a minute or two
+          on a CPU.
+"""
+
+import json
+import math
+from pathlib import Path
+import sys
+
+from absl import app, flags
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aml2_jax.errors import UserError
+from aml2_jax.runtime.metrics_logging import write_json
+from aml2_jax.textgen import baselines, input_pipeline, train as train_lib
+from aml2_jax.textgen.models import make_model
+
+WEIGHTS = tuple(np.round(np.arange(0.0, 1.0001, 0.05), 2))  # The network's weight, 0 .. 1.
+
+
+def mixture_bpc(network_nll: np.ndarray, ngram_probs: np.ndarray, weight: float) -> float:
+  """Bits/char of `weight` P_network + (1 - weight) P_ngram, from the network's per-target
+  cross-entropy (nats) [num] and the n-gram's target probabilities [num]."""
+  p = weight * np.exp(-np.asarray(network_nll, np.float64)) + (1 - weight) * ngram_probs
+  return baselines.bits_per_char(p)
+
+
+def pick_weight(val_nll: np.ndarray, val_probs: np.ndarray) -> tuple[float, dict]:
+  """(the weight of lowest validation bits/char, {weight: validation bits/char})."""
+  by_weight = {float(w): mixture_bpc(val_nll, val_probs, w) for w in WEIGHTS}
+  return min(by_weight, key=by_weight.get), by_weight
+
+
+def load_run_config(workdir: Path) -> ml_collections.ConfigDict:
+  """The config a run saved (`config.json`, after its command-line overrides)."""
+  path = Path(workdir) / 'config.json'
+  if not path.is_file():
+    raise UserError(f'no config.json in {workdir}; give the workdir of a trained text run.')
+  config = ml_collections.ConfigDict(json.loads(path.read_text()))
+  if config.get('experiment') != 'textgen':
+    raise UserError(f'{workdir} holds a {config.get("experiment")!r} run, not a textgen one.')
+  return config
+
+
+def window_nll(config, params, ids: np.ndarray) -> np.ndarray:
+  """The network's cross-entropy (nats) [num] of the character after every window of `ids`."""
+  model = make_model(config, int(params['dense']['bias'].shape[0]))
+  nll = train_lib.window_nll_fn(model, config.data.window, config.eval.batch_size)
+  starts = input_pipeline.held_out_starts(config, ids, 1)
+  (losses,) = nll(params, jnp.asarray(ids), starts)
+  return np.asarray(losses, np.float64)
+
+
+def run(workdir: Path, order: int = 5) -> dict:
+  """Network, n-gram and mixture bits/char on the validation and test texts of a run's split."""
+  config = load_run_config(workdir)
+  corpus = input_pipeline.load_corpus(config)
+  params, best_step = train_lib.restore_best(config, workdir, corpus.vocab)
+  kn = baselines.KneserNey(corpus.train_ids, order, corpus.vocab.size)
+  held = {'val': corpus.val_ids, 'test': corpus.test_ids}
+  nll = {part: window_nll(config, params, ids) for part, ids in held.items()}
+  probs = {part: kn.probs(ids, baselines.held_out_targets(ids, config.data.window))
+           for part, ids in held.items()}
+  weight, by_weight = pick_weight(nll['val'], probs['val'])  # Validation only.
+  bpc = lambda fn: {f'{part}_bpc': fn(part) for part in held}
+  return {
+      'val_bpc': mixture_bpc(nll['val'], probs['val'], weight),
+      'test_bpc': mixture_bpc(nll['test'], probs['test'], weight),
+      'network_weight': weight, 'val_bpc_by_weight': {str(w): v for w, v in by_weight.items()},
+      'network': bpc(lambda part: float(np.mean(nll[part]) / math.log(2))),
+      f'kneser_ney_{order}': bpc(lambda part: baselines.bits_per_char(probs[part])),
+      'run': str(workdir), 'best_step': best_step, 'cell': config.model.cell,
+      'objective': config.objective, 'order': order,
+      'val_windows': len(nll['val']), 'test_windows': len(nll['test']),
+      'vocab_sha256': corpus.vocab.digest(),
+  }
+
+
+def _define_flags() -> dict:
+  """The command's flags; defined only when run as a command, so importing defines none."""
+  return {
+      'workdir': flags.DEFINE_string('workdir', None, 'A trained text run.', required=True),
+      'out': flags.DEFINE_string('out', '', 'Where to write the JSON (default '
+                                 'WORKDIR/interpolated.json).'),
+      'order': flags.DEFINE_integer('order', 5, 'Order of the Kneser-Ney model.'),
+  }
+
+
+def main(flag_values: dict) -> None:
+  workdir = Path(flag_values['workdir'].value)
+  out = Path(flag_values['out'].value or workdir / 'interpolated.json')
+  try:
+    results = run(workdir, flag_values['order'].value)
+  except UserError as e:  # One line naming the problem and the fix, as launch.py prints it.
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(json.dumps(results, indent=1))
+  out.parent.mkdir(parents=True, exist_ok=True)
+  write_json(out, results)
+  print(f'wrote {out}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  _FLAGS = _define_flags()
+  app.run(lambda argv: main(_FLAGS))
