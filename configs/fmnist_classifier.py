@@ -11,7 +11,7 @@ from aml2_jax.training.config import base_config
 
 def get_config(variant: str = ''):
   config = base_config('fmnist_classifier')
-  config.num_epochs = 5
+  config.num_epochs = 4
   config.batch_size = 128
   # On CPU the convolutions are im2col matmuls (model.ops), which run at full speed in a scan.
   config.backend_defaults.steps_per_call.update(cpu=16, gpu=16, tpu=16)
@@ -22,8 +22,8 @@ def get_config(variant: str = ''):
       ops='auto',  # 'auto' | 'fast' | 'plain': CPU fast paths (aml2_jax/layers/fast_ops.py).
   )
   config.optim = dict(
-      learning_rate=2e-3,  # Adam's peak rate.
-      warmup_fraction=0.1,  # Share of the run's steps warming up from 0; then a cosine to 0.
+      learning_rate=3e-3,  # Adam's peak rate.
+      warmup_fraction=0.15,  # Share of the run's steps warming up from 0; then a cosine to 0.
   )
   config.data.limit = 0  # Use only the first N train/test images (0 = all); for smoke runs.
   # Training images held out (stratified) and scored every epoch, to choose the recipe on them

@@ -195,6 +195,26 @@ def test_train_then_sample_in_a_fresh_process(config, tiny_fmnist_root, tmp_path
   assert bad.returncode == 2 and 'unknown classes [12]' in bad.stderr
 
 
+@pytest.mark.long
+def test_train_and_eval_announce_the_judge_as_their_first_step(tiny_fmnist_root, tmp_path):
+  workdir = tmp_path / 'cgan'
+  common = ['--config=configs/cgan.py:smoke', f'--config.data.dir={tiny_fmnist_root}',
+            f'--workdir={workdir}']
+  trained = launch(*common, timeout=900)
+  assert trained.returncode == 0, trained.stderr[-2000:]
+  lines = ('step 1/3: judge\njudge: training the Fashion-MNIST classifier in',
+           'step 2/3: GAN training (1 epoch', 'step 3/3: evaluation')
+  positions = [trained.stdout.find(line) for line in lines]
+  assert -1 not in positions and positions == sorted(positions), trained.stdout
+  seconds = json.loads((workdir / 'results.json').read_text())['seconds']
+  assert min(seconds[k] for k in ('judge_training', 'gan_training', 'evaluation')) > 0, seconds
+  evaluated = launch(*common, '--mode=eval', timeout=900)
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert 'step 1/2: judge\njudge: the trained classifier in' in evaluated.stdout
+  assert 'step 2/2: evaluation' in evaluated.stdout
+  assert json.loads((workdir / 'results.json').read_text())['seconds']['judge_training'] == 0
+
+
 def test_sample_without_checkpoint_is_a_clear_error(tmp_path):
   result = launch('--config=configs/cgan.py:smoke', '--mode=sample', f'--workdir={tmp_path}')
   assert result.returncode == 2

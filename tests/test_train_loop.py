@@ -256,3 +256,17 @@ def test_epoch_line_of_a_seed_batch_says_it_shows_means():
                   '12.3 s + eval 0.6 s  (means over 2 seeds)')
   # A seed batch's meta holds each seed's; the line names their experiment.
   assert metrics_logging.experiment_name({'seeds': [{'experiment': 'spam'}] * 2}) == 'spam'
+
+
+def test_the_resume_rule_compares_only_the_optimizer_settings_a_checkpoint_recorded(tmp_path):
+  from aml2_jax.errors import UserError
+  from aml2_jax.training.checkpoint_integrity import check_compatible
+  now = {'model': {'units': 8}, 'optim': {'learning_rate': 0.01, 'loss': 'bce'}, 'num_epochs': 3}
+  # Saved before the rule (no optim, no num_epochs), or before `optim.loss` existed: resumable.
+  check_compatible({'model': {'units': 8}}, now, tmp_path)
+  check_compatible({'model': {'units': 8}, 'optim': {'learning_rate': 0.01}, 'num_epochs': 2},
+                   now, tmp_path)
+  with pytest.raises(UserError, match=r'different optim.learning_rate \(0.02 there, 0.01 now\)'):
+    check_compatible({'model': {'units': 8}, 'optim': {'learning_rate': 0.02}}, now, tmp_path)
+  with pytest.raises(UserError, match='num_epochs may only grow'):
+    check_compatible({'model': {'units': 8}, 'num_epochs': 4}, now, tmp_path)

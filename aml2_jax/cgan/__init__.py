@@ -85,7 +85,8 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
       judge = quality.ensure_judge(config, workdir)
     if checked:
       epoch_check = quality.epoch_metrics(config, judge, quality.references(config, data)[0])
-    steps.start('GAN training', f'{config.num_epochs} epochs in {workdir}')
+    steps.start('GAN training', f'{config.num_epochs} epoch{"s" * (config.num_epochs != 1)} '
+                                f'in {workdir}')
     start = time.perf_counter()
     state = train_lib.train(config, workdir, data, epoch_check)
     train_seconds = time.perf_counter() - start

@@ -1,8 +1,9 @@
 """Experiment: a small CNN Fashion-MNIST classifier, the judge of the cGAN's images.
 
-`configs/fmnist_classifier.py` trains it on the real training set. The cGAN's evaluation restores
-it (training it first if its workdir has no checkpoint) and, for the train-on-generated score,
-trains the same architecture on generated images (`train.train_classifier`).
+`configs/fmnist_classifier.py` trains it on the real training set. The cGAN's train and eval modes
+restore it, after training it in a step of their own when its workdir has none
+(`cgan.quality.ensure_judge`), and for the train-on-generated score train the same architecture
+by the same recipe on generated images (`train.train_classifier`).
 """
 
 from pathlib import Path

@@ -85,7 +85,7 @@ def run(workdir: Path, order: int = 5) -> dict:
       'network_weight': weight, 'val_bpc_by_weight': {str(w): v for w, v in by_weight.items()},
       'network': bpc(lambda part: float(np.mean(nll[part]) / math.log(2))),
       f'kneser_ney_{order}': bpc(lambda part: baselines.bits_per_char(probs[part])),
-      'run': str(workdir), 'best_step': best_step, 'cell': config.model.cell,
+      'run': Path(workdir).name, 'best_step': best_step, 'cell': config.model.cell,
       'objective': config.objective, 'order': order,
       'val_windows': len(nll['val']), 'test_windows': len(nll['test']),
       'vocab_sha256': corpus.vocab.digest(),

@@ -162,6 +162,12 @@ def check_compatible(saved: dict, current: dict, workdir: Path, *, resume: bool 
   names = sorted(keys or set(saved) | set(current))
   for key in (k for k in names if resume or k not in RESUME_ONLY):
     there, now = saved.get(key), current.get(key)
+    if key in RESUME_ONLY and there is None:
+      continue  # Saved before the rule: nothing recorded to hold the resume to.
+    if key == 'optim' and isinstance(there, dict) and isinstance(now, dict):
+      # A setting added since the save is compared only once saved: its default is the old
+      # behaviour, so runs started before it stay resumable.
+      now = {k: v for k, v in now.items() if k in there}
     if key == 'num_epochs' and isinstance(there, int) and isinstance(now, int) and now >= there:
       continue  # Training on for longer.
     difference = _first_difference(key, there, now)
