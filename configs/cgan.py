@@ -7,9 +7,9 @@ Tuned:    --config.optim.learning_rate=2e-4 --config.num_epochs=150  (picked on 
           slice: better FID, CAS and conditional accuracy, 5x the training; docs/cgan.md)
 Expect:   30 epochs; sample grids in runs/cgan/samples/, then results.json with conditional
           accuracy (target >= 85% on the test set), judge-space FID, class entropy and CAS.
-          On a 2-core AMD EPYC CPU: about 7 minutes of GAN training on an idle machine, then
-          about 5 minutes of evaluation; the first run also trains the judge (about 8 minutes).
-          docs/cgan.md has the measured figures.
+          Three named steps: the judge (trained on the first run only, then reused), the GAN
+          (about 7 minutes on an idle 2-core AMD EPYC CPU), the evaluation (its CAS classifier
+          trains by the judge's 5-epoch recipe). docs/cgan.md has the measured figures.
 Smoke:    python launch.py --config=configs/cgan.py:smoke --workdir=/tmp/cgan
 Beyond:   --config=configs/cgan.py:projection  (a class-aware, projection discriminator: D has
           1,473,125 parameters instead of the study's 1,470,565; docs/cgan.md)

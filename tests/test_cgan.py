@@ -13,7 +13,8 @@ import pytest
 
 from aml2_jax import cgan, fmnist_classifier
 from aml2_jax.datasets import fashion_mnist
-from aml2_jax.cgan import generate, metrics as gan_metrics, quality, train as cgan_train
+from aml2_jax.cgan import generate, judge as judge_lib, metrics as gan_metrics, quality
+from aml2_jax.cgan import train as cgan_train
 from aml2_jax.cgan.models import make_model
 from aml2_jax.errors import UserError
 from aml2_jax.fmnist_classifier import train as classifier_train
@@ -131,7 +132,7 @@ def test_a_missing_judge_is_refused_with_the_command_that_trains_it(tmp_path):
   with pytest.raises(UserError, match=r'^no trained judge in \S+/fmnist_classifier; train it with '
                                       r'`python launch.py --config=configs/fmnist_classifier.py:'
                                       r'smoke --workdir=\S+/fmnist_classifier`'):
-    quality.Judge(config, tmp_path / 'cgan')
+    judge_lib.Judge(config, tmp_path / 'cgan')
 
 
 @pytest.mark.long  # Trains the judge (a whole smoke run) first.
@@ -139,11 +140,11 @@ def test_conditional_accuracy_on_real_images_equals_classifier_accuracy(tiny_fmn
                                                                          capsys):
   cgan_config = load_config('cgan', 'smoke')
   cgan_config.data.dir = str(tiny_fmnist_root)
-  judge = quality.ensure_judge(cgan_config, tmp_path / 'cgan')  # Trains it: none is there yet.
+  judge = judge_lib.ensure_judge(cgan_config, tmp_path / 'cgan')  # Trains it: none is there yet.
   assert 'judge: training the Fashion-MNIST classifier in' in capsys.readouterr().out
   assert judge.train_seconds > 0 and judge.workdir == tmp_path / 'fmnist_classifier'
   results = json.loads((judge.workdir / 'results.json').read_text())
-  again = quality.ensure_judge(cgan_config, tmp_path / 'cgan')  # Restores it.
+  again = judge_lib.ensure_judge(cgan_config, tmp_path / 'cgan')  # Restores it.
   assert 'judge: the trained classifier in' in capsys.readouterr().out
   assert again.train_seconds == 0
   for a, b in zip(jax.tree.leaves(judge.params), jax.tree.leaves(again.params)):

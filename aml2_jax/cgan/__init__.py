@@ -1,9 +1,9 @@
 """Experiment 3, the main job: a conditional GAN on Fashion-MNIST, judged by a classifier.
 
 Modules: `models` (the MLP generator and discriminator), `train` (state, jitted step, task),
-`generate` (batched image generation), `quality` (the judge's metrics and CAS), `metrics` (FID and
-the other formulas), `sample` (the sample mode). Training ends with the quality evaluation unless
-`config.eval.after_training` is off.
+`generate` (batched image generation), `judge` (the classifier that judges, trained by a step of
+its own), `quality` (its metrics and CAS), `metrics` (FID and the other formulas), `sample` (the
+sample mode). Training ends with the quality evaluation unless `config.eval.after_training` is off.
 """
 
 import time
@@ -15,6 +15,7 @@ import ml_collections
 from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.cgan import losses, quality, train as train_lib
+from aml2_jax.cgan.judge import ensure_judge
 from aml2_jax.cgan.sample import sample
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.layers import fast_ops
@@ -82,7 +83,7 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
     judge, epoch_check = None, None
     if 'judge' in steps.names:
       steps.start('judge')
-      judge = quality.ensure_judge(config, workdir)
+      judge = ensure_judge(config, workdir)
     if checked:
       epoch_check = quality.epoch_metrics(config, judge, quality.references(config, data)[0])
     steps.start('GAN training', f'{config.num_epochs} epoch{"s" * (config.num_epochs != 1)} '
@@ -109,7 +110,7 @@ def evaluate(config, workdir: Path, options=None) -> dict:
   with WorkdirLock(workdir):
     steps = Steps(['judge', 'evaluation'])
     steps.start('judge')
-    judge = quality.ensure_judge(config, workdir)
+    judge = ensure_judge(config, workdir)
     steps.start('evaluation')
     extra = run_record.training_facts(workdir)
     if 'train_wall_s' in extra:

@@ -9,13 +9,13 @@ stratified) are what every choice looks at: the per-epoch curves, the checkpoint
 recipe comparisons; their metrics are the `val_*` keys. The test set is scored once, at the end,
 with freshly generated images (`test_*`); nothing is chosen by it.
 
-The judge is trained by its own step of the cGAN's train and eval modes (`ensure_judge`, before
-anything it judges), once, and restored by later runs. Every phase survives a kill and the same
-command finishes it without retraining the GAN: the judge and the CAS classifier train in the
+The judge is trained by its own step of the cGAN's train and eval modes (`judge.ensure_judge`,
+before anything it judges), once, and restored by later runs. Every phase survives a kill and the
+same command finishes it without retraining the GAN: the judge and the CAS classifier train in the
 shared loop, so they resume from their checkpoints; the scores and the CAS accuracy go into
 `PROGRESS_FILE` (atomically) as soon as they exist, stamped with a digest of the generator, the
-judge and the evaluation config, and a later run reuses them only for that same digest. The file is removed once `results.json` is written, so a fresh `--mode=eval`
-computes everything again.
+judge and the evaluation config, and a later run reuses them only for that same digest. The file
+is removed once `results.json` is written, so a fresh `--mode=eval` computes everything again.
 """
 
 import dataclasses
@@ -26,18 +26,15 @@ import time
 from pathlib import Path
 
 import jax
-import ml_collections
 import numpy as np
 
 from aml2_jax import console
-from aml2_jax import fmnist_classifier
 from aml2_jax.cgan import generate, metrics
+from aml2_jax.cgan.judge import Judge
 from aml2_jax.cgan.models import NUM_CLASSES
 from aml2_jax.datasets import fashion_mnist
-from aml2_jax.errors import UserError
 from aml2_jax.fmnist_classifier import train as classifier_lib
-from aml2_jax.runtime import faults, run_record, storage
-from aml2_jax.training.config import load_config
+from aml2_jax.runtime import faults, storage
 from aml2_jax.runtime.metrics_logging import write_json
 from aml2_jax.training.param_summary import count_params
 
@@ -51,79 +48,6 @@ _PRINTED = ('val_conditional_accuracy', 'val_fid', 'val_class_entropy', 'val_cas
 SEED_VAL, SEED_CAS, SEED_TEST, SEED_EPOCH = 1, 2, 3, 4
 
 
-def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The judge's config (`configs/fmnist_classifier.py`, variant `eval.classifier_variant`), on
-  the cGAN's data and devices (a multi-process run trains it on all of them)."""
-  judge = load_config('fmnist_classifier', config.eval.classifier_variant)
-  judge.data.dir = config.data.dir
-  judge.num_devices = config.num_devices
-  return judge
-
-
-def judge_workdir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-  """`eval.classifier_workdir`, or `fmnist_classifier/` beside the cGAN's workdir."""
-  return Path(config.eval.classifier_workdir or Path(workdir).parent / 'fmnist_classifier').absolute()
-
-
-def ensure_judge(config: ml_collections.ConfigDict, workdir: Path) -> 'Judge':
-  """The judge: restored from `judge_workdir`, after training it there when it has no finished
-  training (one cut short resumes from its checkpoint). Says which on the console; the seconds
-  spent training are `Judge.train_seconds`."""
-  judge_dir, judge = judge_workdir(config, workdir), judge_config(config)
-  if Judge.trained(judge_dir):
-    console.say(f'judge: the trained classifier in {judge_dir}')
-    return Judge(config, workdir)
-  epochs = f'{judge.num_epochs} epoch{"s" * (judge.num_epochs != 1)}'
-  console.say(f'judge: training the Fashion-MNIST classifier in {judge_dir} ({epochs} of '
-              'configs/fmnist_classifier.py; once, reused by later runs)')
-  with storage.writing(judge_dir, '--config.eval.classifier_workdir'):
-    judge_dir.mkdir(parents=True, exist_ok=True)
-  start = time.perf_counter()
-  with run_record.RunRecorder(judge_dir, 'train'):  # Its run.json names this command.
-    fmnist_classifier.train_and_evaluate(judge, judge_dir)
-  return Judge(config, workdir, train_seconds=time.perf_counter() - start)
-
-
-class Judge:
-  """The trained Fashion-MNIST classifier, restored from its workdir (`ensure_judge` trains it).
-
-  Keeps its outputs on each real reference (`real_outputs`), so that they are computed once per
-  process however many evaluations use them.
-  """
-
-  def __init__(self, config: ml_collections.ConfigDict, workdir: Path, train_seconds: float = 0.0):
-    self.config = judge_config(config)
-    self.workdir = judge_workdir(config, workdir)
-    if not self.trained(self.workdir):
-      variant = config.eval.classifier_variant
-      command = (f'{classifier_lib.TRAIN_COMMAND}{":" + variant if variant else ""} '
-                 f'--workdir={self.workdir}')
-      raise UserError(f'no trained judge in {self.workdir}; train it with `{command}` (the '
-                      "cGAN's train and eval modes train it first when it is missing)")
-    self.train_seconds = train_seconds  # Spent training it in this process (0 when reused).
-    self.model = classifier_lib.make_model(self.config)
-    self.params = classifier_lib.restore_params(self.config, self.workdir)
-    self._real = {}
-
-  @staticmethod
-  def trained(judge_dir: Path) -> bool:
-    return (judge_dir / 'results.json').exists()  # Written when its training completes.
-
-  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [num, 28, 28] -> (logits [num, 10], features [num, feature_dim])."""
-    logits, features = classifier_lib.predict_fn(self.model)(self.params, images)
-    return logits, features
-
-  def features(self, images: np.ndarray) -> np.ndarray:
-    return self(images)[1]
-
-  def real_outputs(self, ref: 'Reference') -> tuple[np.ndarray, np.ndarray]:
-    """`self(ref.images)`, computed on the first call for that reference only."""
-    if ref.name not in self._real:
-      self._real[ref.name] = self(ref.images)
-    return self._real[ref.name]
-
-
 @dataclasses.dataclass(frozen=True)
 class Reference:
   """Real images that generated ones are compared with: the validation slice or the test set."""
@@ -134,7 +58,8 @@ class Reference:
 
 
 def references(config, data: fashion_mnist.FashionMnist) -> list[Reference]:
-  """The validation slice of the training images (unless `data.val_size` is 0), then the test set."""
+  """The validation slice of the training images (unless `data.val_size` is 0), then the test
+  set."""
   refs = []
   if config.data.val_size:
     idx = fashion_mnist.validation_indices(data.train_labels, config.data.val_size,

@@ -1,10 +1,8 @@
 """`python -m aml2_jax.report`: the docs' tables and figures from `results/`.
 
-  python -m aml2_jax.report          rewrite the blocks between `<!-- report:NAME -->` and
-                                     `<!-- /report:NAME -->` of README.md and docs/*.md, draw
-                                     docs/figures/*.png
-  python -m aml2_jax.report --check  exit 1, a line per stale block, if any differs from
-                                     what results/ gives (writes nothing)
+  python -m aml2_jax.report          rewrite README.md's and docs/*.md's `<!-- report:NAME -->`
+                                     blocks, draw docs/figures/*.png
+  python -m aml2_jax.report --check  exit 1, a line per block that differs from results/
   python -m aml2_jax.report publish RUN_DIR results/<experiment>/<name> [--role=...]
   python -m aml2_jax.report record DEST -- python -m MODULE ...   (see publish.py)
 """

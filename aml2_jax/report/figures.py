@@ -1,7 +1,5 @@
-"""The docs' figures (`[[figures]]` of tables.toml), drawn into docs/figures/ (matplotlib, Agg).
-
-One whose inputs are missing is neither drawn nor linked; matplotlib is imported only to draw.
-"""
+"""The docs' figures (`[[figures]]` of tables.toml), drawn into docs/figures/ (matplotlib, Agg);
+one whose inputs are missing is neither drawn nor linked. matplotlib is imported only to draw."""
 
 import collections
 import shutil

@@ -1,16 +1,14 @@
 """Putting a finished run into `results/`: its small files, and how the docs show it.
 
-`publish` copies what the tables and figures read (results.json, config.json, run.json,
-metrics.jsonl, curves.png, the last sample grid or the last epoch of samples.txt, each seed_<k>/'s
-results.json, metrics.jsonl and split.json; a file over MAX_BYTES is skipped, and said so), then
-writes its `report.json`, which places the run in the tables (tables.toml selects runs by role):
-`--role` (repeatable: headline, choice, best_val, baseline, config, main_job, judge, one_epoch,
-ngram_baselines, bench), `--label` and `--setting` ('LSTM', 'all_chars'), `--order` (its place
-among its role's runs) and, for a choice or best_val run, `--baseline` (whose label and setting it
-takes unless given). A choice's `changed` fields are those whose values differ between its
-config.json and its baseline's (fields in NOT_TRAINING only place or speed up a run). A baseline's
-report.json also holds `choices: {title, recipe}`; a config row's `config: {order, command,
-result}`. A run published again keeps its report.json; flags replace the fields they name:
+`publish` copies what the tables read (results.json, config.json, run.json, metrics.jsonl,
+curves.png, the last sample grid or samples.txt block, each seed_<k>/'s files; none over
+MAX_BYTES), then writes `report.json`, which places the run in the tables (tables.toml selects
+runs by role): `--role` (repeatable: headline, choice, best_val, baseline, config, main_job,
+judge, one_epoch, ngram_baselines, bench), `--label`, `--setting`, `--order` and, for a choice or
+best_val run, `--baseline` (whose label and setting it takes unless given). A choice's `changed`
+fields differ between its config.json and its baseline's (a field newer than the baseline is
+compared with its config default; NOT_TRAINING fields only place or speed up a run). A run
+published again keeps its report.json; flags replace the fields they name:
   python -m aml2_jax.report publish runs/x results/textgen/choices/lstm_all_chars_x \\
       --role=choice --baseline=textgen/lstm_all_chars
 `record` runs a command that is not a launch.py run (the n-gram baselines), writing its run.json.
@@ -18,6 +16,7 @@ result}`. A run published again keeps its report.json; flags replace the fields 
 
 import datetime
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -32,13 +31,21 @@ TOP_FILES = ('results.json', 'config.json', 'run.json', 'metrics.jsonl', 'curves
 SEED_FILES = ('results.json', 'metrics.jsonl', 'split.json')
 NOT_TRAINING = ('devices', 'data.dir', 'num_seeds', 'seeds_in_one_program', 'num_devices',
                 'steps_per_call', 'backend_defaults', 'checkpoint_every_steps',
-                'keep_checkpoints', 'model.unroll', 'model.ops')
+                'keep_checkpoints', 'model.unroll', 'model.ops', 'eval.classifier_')
 
 
 def _flat(tree: dict, prefix: str = '') -> dict:
   """{'optim.learning_rate': 0.001, ...} of a resolved config.json."""
   return {k: v for key, val in tree.items() for k, v in (_flat(val, f'{prefix}{key}.')
           if isinstance(val, dict) else {prefix + key: val}).items()}
+
+
+def _defaults(run_dir: Path) -> dict:
+  """The flat defaults of the config (and variant) that the run's command names."""
+  command = (jsonio.read_json_object(run_dir / 'run.json').get('invocations') or [{}])[0]
+  found = re.search(r'--config=configs/(\w+)\.py(?::(\w+))?', command.get('command', ''))
+  from aml2_jax.training.config import load_config  # pylint: disable=g-import-not-at-top
+  return _flat(json.loads(load_config(found[1], found[2] or '').to_json())) if found else {}
 
 
 def describe(run_dir: Path, dest: Path, **flags) -> dict:
@@ -58,6 +65,7 @@ def describe(run_dir: Path, dest: Path, **flags) -> dict:
       if not mine or not theirs:
         raise UserError(f'{run_dir} and {base} both need a config.json: a choice names the '
                            'fields it changed.')
+      theirs = {**_defaults(run_dir), **theirs}  # A field newer than the baseline: its default.
       report['changed'] = [f'{k}={mine[k]}' for k in sorted(mine)
                            if not k.startswith(NOT_TRAINING) and mine[k] != theirs.get(k)]
   if not report.get('roles'):

@@ -83,12 +83,8 @@ def machine_text(m: dict) -> str:
 
 
 def provenance(runs: list[Run], commands_at: str | None = None) -> str:
-  """The lines under a table: where, when and from which commit and command each run was made.
-
-  Runs measured on the same machine, day and commit share one line; runs published without a
-  run record are named as such. With `commands_at` (a Markdown link), the commands are left to
-  that page, one line per machine and day: the README stays short.
-  """
+  """The lines under a table: where, when, from which commit and command each run was made (a
+  line per machine, day and commit); with `commands_at` (a link) the commands are left to it."""
   groups: dict[tuple | None, list[str]] = {}
   for run in runs:
     last = run.invocations()[-1] if run.invocations() else {}

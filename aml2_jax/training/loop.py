@@ -115,7 +115,7 @@ def make_train_chunk(train_step: Callable, compiler_options: dict | None = None)
       return (state, sums), metrics
     if batch_idx.shape[0] == 1:
       # No loop for one step: XLA:CPU runs convolutions inside a while loop without its fast
-      # conv kernels (an order of magnitude slower), so the CNN takes one step per call on CPU.
+      # conv kernels (an order of magnitude slower); `steps_per_call=1` keeps them outside.
       (state, sums), metrics = body((state, sums), batch_idx[0])
       return state, sums, metrics
     (state, sums), metrics = jax.lax.scan(body, (state, sums), batch_idx)
