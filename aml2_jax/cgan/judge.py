@@ -63,7 +63,8 @@ class Judge:
   def __init__(self, config: ml_collections.ConfigDict, workdir: Path, train_seconds: float = 0.0):
     self.config = judge_config(config)
     self.workdir = judge_workdir(config, workdir)
-    if not self.trained(self.workdir):
+    # Just trained: every process restores it, though only process 0 writes its results.json.
+    if not train_seconds and not self.trained(self.workdir):
       variant = config.eval.classifier_variant
       command = (f'{classifier_lib.TRAIN_COMMAND}{":" + variant if variant else ""} '
                  f'--workdir={self.workdir}')
