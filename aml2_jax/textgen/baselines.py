@@ -201,15 +201,21 @@ def main(flag_values: dict) -> None:
   if flag_values['data_dir'].value:
     config.data.dir = flag_values['data_dir'].value
   out = flag_values['out'].value
+  run_and_write(lambda: run(config, flag_values['order'].value), Path(out) if out else None)
+
+
+def run_and_write(compute, out: Path | None) -> None:
+  """A command's `compute()` printed as JSON and written to `out`; a `UserError` is one line
+  naming the problem and the fix, exit 2, as launch.py prints it."""
   try:
-    results = run(config, flag_values['order'].value)
-  except UserError as e:  # One line naming the problem and the fix, as launch.py prints it.
+    results = compute()
+  except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   print(json.dumps(results, indent=1))
   if out:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(out), results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, results)
     print(f'wrote {out}', file=sys.stderr)
 
 

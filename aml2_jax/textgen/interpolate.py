@@ -19,7 +19,6 @@ Expect:   a JSON of validation and test bits/char of the network, the 5-gram and
 import json
 import math
 from pathlib import Path
-import sys
 
 from absl import app, flags
 import jax.numpy as jnp
@@ -27,7 +26,6 @@ import ml_collections
 import numpy as np
 
 from aml2_jax.errors import UserError
-from aml2_jax.runtime.metrics_logging import write_json
 from aml2_jax.textgen import baselines, input_pipeline, train as train_lib
 from aml2_jax.textgen.models import make_model
 
@@ -105,15 +103,7 @@ def _define_flags() -> dict:
 def main(flag_values: dict) -> None:
   workdir = Path(flag_values['workdir'].value)
   out = Path(flag_values['out'].value or workdir / 'interpolated.json')
-  try:
-    results = run(workdir, flag_values['order'].value)
-  except UserError as e:  # One line naming the problem and the fix, as launch.py prints it.
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(json.dumps(results, indent=1))
-  out.parent.mkdir(parents=True, exist_ok=True)
-  write_json(out, results)
-  print(f'wrote {out}', file=sys.stderr)
+  baselines.run_and_write(lambda: run(workdir, flag_values['order'].value), out)
 
 
 if __name__ == '__main__':
