@@ -29,10 +29,8 @@ def config():
 
 
 def _step_fn(config):
-  g, d = make_model(config)
-  return functools.partial(cgan_train.train_step, g=g, d=d, tx=cgan_train.make_optimizer(config),
-                           latent_dim=config.model.latent_dim, real_label=config.optim.real_label,
-                           ema_decay=config.optim.g_ema_decay)
+  return functools.partial(cgan_train.train_step, latent_dim=config.model.latent_dim,
+                           real_label=config.optim.real_label, ema_decay=config.optim.g_ema_decay)
 
 
 def _random_data(num=128):
@@ -43,26 +41,28 @@ def _random_data(num=128):
 
 def test_exact_parameter_counts(config):
   state = jax.eval_shape(lambda: cgan_train.create_train_state(config))
-  assert count_params(state.g_params) == 1_489_012
-  assert count_params(state.d_params) == 1_470_565
+  assert count_params(state.g.params) == 1_489_012
+  assert count_params(state.d.params) == 1_470_565
 
 
 def test_output_shapes_and_ranges(config):
   state = cgan_train.create_train_state(config)
   g, d = make_model(config)
   noise = jax.random.normal(jax.random.key(1), (6, 100)) * 10  # Large inputs saturate tanh.
-  images = g.apply({'params': state.g_params}, noise, jnp.arange(6))
+  images = g.apply({'params': state.g.params}, noise, jnp.arange(6))
   assert images.shape == (6, 784)
   assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
-  logits = d.apply({'params': state.d_params}, images, jnp.arange(6), train=False)
+  logits = d.apply({'params': state.d.params}, images, jnp.arange(6), train=False)
   assert logits.shape == (6,)
 
 
 def test_one_step_changes_every_parameter_of_both_nets(config):
   state = cgan_train.create_train_state(config)
   new_state, metrics = jax.jit(_step_fn(config))(state, _random_data(), jnp.arange(64))
-  for name in ('g_params', 'g_ema', 'd_params'):
-    before, after = getattr(state, name), getattr(new_state, name)
+  nets = {'g.params': lambda s: s.g.params, 'g_ema': lambda s: s.g_ema,
+          'd.params': lambda s: s.d.params}
+  for name, net in nets.items():
+    before, after = net(state), net(new_state)
     unchanged = [jax.tree_util.keystr(path) for path, b, a in zip(
         jax.tree_util.tree_leaves_with_path(before), jax.tree.leaves(before), jax.tree.leaves(after))
         if np.array_equal(b, a)]
@@ -74,7 +74,7 @@ def test_one_step_changes_every_parameter_of_both_nets(config):
 
 def test_label_changes_the_generated_image(config):
   state = cgan_train.create_train_state(config)
-  draw = lambda label: generate.generate(config, state.g_params, np.array([label]), seed=3)
+  draw = lambda label: generate.generate(config, state.g.params, np.array([label]), seed=3)
   # Same seed and batch position, so the same noise; only the label differs.
   shirt, boot = draw(0), draw(9)
   assert shirt.shape == (1, 28, 28) and shirt.dtype == np.uint8

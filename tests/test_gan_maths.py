@@ -172,13 +172,13 @@ class _QuadraticD(nn.Module):
     return 0.5 * self.param('w', nn.initializers.ones, ()) * images[:, 0] ** 2
 
 
-def _tiny_state(tx, d_tx=None):
+def _tiny_state(tx, d_tx=None, d=None):
   image = jnp.zeros(IMAGE_PIXELS).at[0].set(-0.5)
-  g_params, d_params = {'image': image}, {'w': jnp.array(1.0)}
   return cgan_train.GanState(
-      step=jnp.zeros((), jnp.int32), g_params=g_params,
-      g_ema={'image': jnp.zeros(IMAGE_PIXELS)}, d_params=d_params, g_opt=tx.init(g_params),
-      d_opt=(d_tx or tx).init(d_params), key=jax.random.key_data(jax.random.key(0)))
+      step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(0)),
+      g=cgan_train._net_state(_ConstantG(), {'image': image}, tx),
+      g_ema={'image': jnp.zeros(IMAGE_PIXELS)},
+      d=cgan_train._net_state(d or _FirstPixelD(), {'w': jnp.array(1.0)}, d_tx or tx))
 
 
 def _tiny_step(real_label: float, ema_decay: float = 0.9, lr: float = 1.0, d_lr=None,
@@ -191,9 +191,9 @@ def _tiny_step(real_label: float, ema_decay: float = 0.9, lr: float = 1.0, d_lr=
   images = np.zeros((4, IMAGE_PIXELS), np.uint8)
   images[:, 0] = 255  # -> 255 / 127.5 - 1 = 1.0.
   data = {'images': jnp.asarray(images), 'labels': jnp.arange(4, dtype=jnp.int32)}
-  step = functools.partial(cgan_train.train_step, g=_ConstantG(), d=d, tx=tx, d_tx=d_tx,
-                           latent_dim=3, real_label=real_label, ema_decay=ema_decay, **options)
-  return jax.jit(step)(_tiny_state(tx, d_tx) if state is None else state, data, jnp.arange(4))
+  step = functools.partial(cgan_train.train_step, latent_dim=3, real_label=real_label,
+                           ema_decay=ema_decay, **options)
+  return jax.jit(step)(_tiny_state(tx, d_tx, d) if state is None else state, data, jnp.arange(4))
 
 
 def test_train_step_on_a_tiny_fixed_network_matches_the_hand_computation():
@@ -206,15 +206,15 @@ def test_train_step_on_a_tiny_fixed_network_matches_the_hand_computation():
                                                    rel=1e-6)
   dw = 0.5 * (-r * _sigmoid(-w * r) + f * _sigmoid(w * f))  # -0.228856
   w_new = w - dw  # 1.228856
-  assert float(state.d_params['w']) == pytest.approx(w_new, rel=1e-6)
+  assert float(state.d.params['w']) == pytest.approx(w_new, rel=1e-6)
   # G against the updated D: loss softplus(-w' f) = 1.043...; gradient on the first pixel
   # -w' sigmoid(-w' f) (the 4 copies' 1/4 shares add up), so f' = f + w' sigmoid(-w' f).
   assert float(metrics['g_loss']) == pytest.approx(_softplus(-w_new * f), rel=1e-6)
   f_new = f + w_new * _sigmoid(-w_new * f)  # 0.297...
-  assert float(state.g_params['image'][0]) == pytest.approx(f_new, rel=1e-6)
-  assert not np.any(np.asarray(state.g_params['image'][1:]))  # D never looks at other pixels.
+  assert float(state.g.params['image'][0]) == pytest.approx(f_new, rel=1e-6)
+  assert not np.any(np.asarray(state.g.params['image'][1:]))  # D never looks at other pixels.
   # Moving average from zeros with decay 0.9: 0.1 * the new weights.
-  np.testing.assert_allclose(state.g_ema['image'], 0.1 * np.asarray(state.g_params['image']),
+  np.testing.assert_allclose(state.g_ema['image'], 0.1 * np.asarray(state.g.params['image']),
                              rtol=1e-6)
   assert float(metrics['d_real']) == pytest.approx(_sigmoid(w * r), rel=1e-6)
   assert float(metrics['d_fake']) == pytest.approx(_sigmoid(w * f), rel=1e-6)
@@ -229,7 +229,7 @@ def test_train_step_smooths_only_the_real_target():
   # d/dw of the real term: -(0.9 - sigmoid(w r)) r.
   dw = 0.5 * (-(0.9 - _sigmoid(w * r)) * r + f * _sigmoid(w * f))
   w_new = w - dw
-  assert float(state.d_params['w']) == pytest.approx(w_new, rel=1e-6)
+  assert float(state.d.params['w']) == pytest.approx(w_new, rel=1e-6)
   assert float(metrics['g_loss']) == pytest.approx(_softplus(-w_new * f), rel=1e-6)
 
 
@@ -260,7 +260,7 @@ def test_r1_penalty_on_a_quadratic_discriminator_matches_the_hand_computation():
   assert float(metrics['d_loss']) == pytest.approx(bce + gamma / 2 * w ** 2, rel=1e-6)
   dw = 0.5 * (-r ** 2 / 2 * _sigmoid(-w * r ** 2 / 2) + f ** 2 / 2 * _sigmoid(w * f ** 2 / 2))
   dw += gamma * w * r ** 2  # d/dw of gamma / 2 * w^2 r^2.
-  assert float(state.d_params['w']) == pytest.approx(w - dw, rel=1e-6)
+  assert float(state.d.params['w']) == pytest.approx(w - dw, rel=1e-6)
 
 
 def test_two_time_scales_give_each_net_its_rate():
@@ -269,8 +269,8 @@ def test_two_time_scales_give_each_net_its_rate():
   state, _ = _tiny_step(real_label=1.0, lr=1.0, d_lr=0.25)
   dw = 0.5 * (-r * _sigmoid(-w * r) + f * _sigmoid(w * f))
   w_new = w - 0.25 * dw
-  assert float(state.d_params['w']) == pytest.approx(w_new, rel=1e-6)
-  assert float(state.g_params['image'][0]) == pytest.approx(f + w_new * _sigmoid(-w_new * f),
+  assert float(state.d.params['w']) == pytest.approx(w_new, rel=1e-6)
+  assert float(state.g.params['image'][0]) == pytest.approx(f + w_new * _sigmoid(-w_new * f),
                                                             rel=1e-6)  # G's rate: 1.
   config = load_config('cgan')
   config.optim.learning_rate, config.optim.d_learning_rate = 1e-4, 4e-4
@@ -288,15 +288,15 @@ def test_with_two_d_steps_a_d_step_leaves_g_untouched():
   """Catches G (or its average, or its optimizer) moving on a D-only step, or never moving."""
   state, metrics = _tiny_step(real_label=1.0, d_steps=2)
   start = _tiny_state(optax.sgd(1.0))
-  assert float(state.d_params['w']) != 1.0
-  for name in ('g_params', 'g_ema', 'g_opt'):
+  assert float(state.d.params['w']) != 1.0
+  for name in ('g', 'g_ema'):  # g: its params, optimizer state and step.
     for before, after in zip(jax.tree.leaves(getattr(start, name)),
                              jax.tree.leaves(getattr(state, name))):
       np.testing.assert_array_equal(before, after, err_msg=f'{name} moved on a D-only step')
   assert float(metrics['g_loss']) == 0.0
   state, metrics = _tiny_step(real_label=1.0, d_steps=2, state=state)  # Step 1: G moves too.
-  assert float(state.g_params['image'][0]) != -0.5 and float(state.g_ema['image'][0]) != 0.0
-  w = float(state.d_params['w'])
+  assert float(state.g.params['image'][0]) != -0.5 and float(state.g_ema['image'][0]) != 0.0
+  w = float(state.d.params['w'])
   assert float(metrics['g_loss']) == pytest.approx(2 * _softplus(0.5 * w), rel=1e-6)
 
 
@@ -304,8 +304,8 @@ def test_projection_discriminator_counts_and_uses_the_label_at_its_output():
   """Catches a projection that ignores the label, uses the wrong class row, or changes G."""
   config = load_config('cgan', 'projection')
   state = jax.eval_shape(lambda: cgan_train.create_train_state(config))
-  assert count_params(state.g_params) == 1_489_012  # The generator is the study's.
-  assert count_params(state.d_params) == 1_470_565 + 10 * 256  # + the 10 x 256 projection.
+  assert count_params(state.g.params) == 1_489_012  # The generator is the study's.
+  assert count_params(state.d.params) == 1_470_565 + 10 * 256  # + the 10 x 256 projection.
   _, d = make_model(config)
   params = d.init(jax.random.key(0), jnp.zeros((1, IMAGE_PIXELS)), jnp.zeros((1,), jnp.int32),
                   train=False)['params']

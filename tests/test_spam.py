@@ -249,8 +249,7 @@ def test_one_training_step_lowers_the_loss_and_moves_every_parameter(name, tiny_
   split = input_pipeline.prepare_split(input_pipeline.load_corpus(config), config)
   data = {'ids': jnp.asarray(split.train_ids), 'labels': jnp.asarray(split.train_labels)}
   model = make_model(config)
-  step = jax.jit(functools.partial(spam_train.train_step, model=model,
-                                   tx=spam_train.make_optimizer(config)))
+  step = jax.jit(spam_train.train_step)
   state = spam_train.create_train_state(config)
   idx = jnp.arange(32)
   before = float(_batch_loss(model, state.params, data, idx))

@@ -86,7 +86,7 @@ def _tiny_state_and_step(config, vocab_size=11, text_len=400):
   starts = char_corpus.window_starts(text_len, config.data.window, config.objective)
   model = make_model(config, vocab_size)
   step = jax.jit(functools.partial(
-      textgen_train.train_step, model=model, tx=optim.make_optimizer(config), window=config.data.window,
+      textgen_train.train_step, all_steps=model.all_steps, window=config.data.window,
       learning_rate=config.optim.learning_rate))
   return textgen_train.create_train_state(config, vocab_size), step, {'text': text, 'starts': starts}
 
@@ -116,7 +116,8 @@ def test_train_step_multiplies_updates_by_the_plateau_scale():
   config = _config(**{'data.window': WINDOW})
   state, step, data = _tiny_state_and_step(config)
   full, _ = step(state, data, jnp.arange(8))
-  scaled_state = state.replace(schedule=state.schedule._replace(scale=jnp.float32(0.2)))
+  scaled_state = state.replace(
+      opt_state=optax.tree_utils.tree_set(state.opt_state, scale=jnp.float32(0.2)))
   scaled, metrics = step(scaled_state, data, jnp.arange(8))
   delta = lambda s: jax.tree.map(lambda a, b: a - b, s.params, state.params)
   jax.tree.map(lambda d_full, d_scaled: np.testing.assert_allclose(0.2 * d_full, d_scaled,
@@ -127,14 +128,15 @@ def test_train_step_multiplies_updates_by_the_plateau_scale():
 
 def test_plateau_lowers_the_lr_by_0_2_after_a_flat_epoch():
   config = _config()
-  state = textgen_train.create_train_state(config, vocab_size=11)
-  end_epoch = functools.partial(textgen_train.end_epoch,
-                                update_plateau=optim.make_plateau_update(config))
-  scales = []
-  # Improves, flat (improvement < atol 1e-4), improves, flat, flat.
+  tx, params = optim.make_optimizer(config, steps_per_epoch=2), jnp.zeros(3)
+  opt_state, scales = tx.init(params), []
+  # Epoch means: improves, flat (improvement < atol 1e-4), improves, flat, flat.
   for loss in (2.0, 1.99995, 1.5, 1.5, 1.5):
-    state = end_epoch(state, {'loss': loss})
-    scales.append(float(state.schedule.scale))
+    _, opt_state = tx.update(jnp.ones(3), opt_state, params, value=loss - 0.25)
+    mid_epoch = float(optim.plateau_scale(opt_state))
+    _, opt_state = tx.update(jnp.ones(3), opt_state, params, value=loss + 0.25)
+    scales.append(float(optim.plateau_scale(opt_state)))  # Decided on the two steps' mean.
+    assert mid_epoch == (scales[-2] if len(scales) > 1 else 1.0)  # Only an epoch's end decides.
   np.testing.assert_allclose(scales, [1.0, 0.2, 0.2, 0.04, 0.008], rtol=1e-6)
 
 
@@ -142,7 +144,7 @@ def test_optimizer_is_keras_rmsprop():
   """Keras: v = 0.9 v + 0.1 g^2; w -= lr g / sqrt(v + 1e-7); here on a tiny gradient."""
   tx = optim.make_optimizer(_config())
   params, grad = jnp.zeros(3), jnp.array([1e-4, -0.5, 2.0])
-  updates, _ = tx.update(grad, tx.init(params), params)
+  updates, _ = tx.update(grad, tx.init(params), params, value=1.0)
   expected = -0.01 * grad / np.sqrt(0.1 * grad**2 + 1e-7)
   np.testing.assert_allclose(updates, expected, rtol=1e-5)
 
@@ -207,8 +209,8 @@ def test_cosine_schedule_warms_up_then_decays_and_the_step_logs_it():
                              rtol=1e-5)
   state = textgen_train.create_train_state(config, 11, steps_per_epoch=10)
   step = jax.jit(functools.partial(
-      textgen_train.train_step, model=make_model(config, 11),
-      tx=optim.make_optimizer(config, 10), window=config.data.window, learning_rate=rate))
+      textgen_train.train_step, all_steps=make_model(config, 11).all_steps,
+      window=config.data.window, learning_rate=rate))
   data = {'text': np.arange(400, dtype=np.int32) % 11, 'starts': np.arange(8, dtype=np.int32)}
   state = state.replace(step=jnp.int32(5))
   assert float(step(state, data, jnp.arange(4))[1]['lr']) == pytest.approx(1e-3, rel=1e-5)
@@ -216,7 +218,8 @@ def test_cosine_schedule_warms_up_then_decays_and_the_step_logs_it():
 
 def test_clipping_scales_the_whole_gradient_to_the_clip_norm():
   def second_update(**clip):
-    config = _config(**{'optim.optimizer': 'adamw', 'optim.b1': 0.0, **clip})
+    config = _config(**{'optim.optimizer': 'adamw', 'optim.b1': 0.0, 'optim.plateau': False,
+                        **clip})
     tx, params = optim.make_optimizer(config), jnp.zeros(2)
     _, state = tx.update(jnp.array([1.0, 0.0]), tx.init(params), params)
     return tx.update(jnp.array([1.0, 1e6]), state, params)[0]
@@ -231,7 +234,7 @@ def test_random_offset_step_trains_on_the_epochs_windows_of_the_cyclic_text():
   starts = char_corpus.cyclic_window_starts(len(text), WINDOW)
   model = make_model(config, 11)
   step = jax.jit(functools.partial(
-      textgen_train.train_step, model=model, tx=optim.make_optimizer(config), window=WINDOW,
+      textgen_train.train_step, all_steps=model.all_steps, window=WINDOW,
       learning_rate=0.01, offsets=(3, 4)))  # Seed 3, 4 steps an epoch.
   state = textgen_train.create_train_state(config, 11).replace(step=jnp.int32(9))  # Epoch 2.
   data, batch_idx = {'text': text, 'starts': starts}, jnp.array([0, 10])  # 10: wraps round.

@@ -63,7 +63,7 @@ def load_data(config: ml_collections.ConfigDict) -> fashion_mnist.FashionMnist:
 
 def param_trees(config: ml_collections.ConfigDict) -> dict:
   state = jax.eval_shape(lambda: train_lib.create_train_state(config))
-  return {'Generator': state.g_params, 'Discriminator': state.d_params}
+  return {'Generator': state.g.params, 'Discriminator': state.d.params}
 
 
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:

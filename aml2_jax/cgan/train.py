@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import flax
+from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -33,13 +34,11 @@ TRAIN_COMMAND = 'python launch.py --config=configs/cgan.py'
 
 @flax.struct.dataclass
 class GanState:
-  """Both nets, both optimizer states, the generator's moving average, step and raw key data."""
+  """Both nets as flax TrainStates, the generator's moving average, the step and raw key data."""
   step: jax.Array
-  g_params: Any
-  g_ema: Any  # Exponential moving average of g_params (config.optim.g_ema_decay).
-  d_params: Any
-  g_opt: Any
-  d_opt: Any
+  g: train_state.TrainState
+  g_ema: Any  # Exponential moving average of g.params (config.optim.g_ema_decay).
+  d: train_state.TrainState
   key: jax.Array
 
 
@@ -58,11 +57,17 @@ def create_train_state(config: ml_collections.ConfigDict) -> GanState:
   labels = jnp.zeros((1,), jnp.int32)
   g_params = g.init(g_key, jnp.zeros((1, config.model.latent_dim)), labels)['params']
   d_params = d.init(d_key, jnp.zeros((1, IMAGE_PIXELS)), labels, train=False)['params']
-  return GanState(step=jnp.zeros((), jnp.int32), g_params=g_params,
-                  g_ema=jax.tree.map(jnp.copy, g_params),  # Own buffers: both are donated.
-                  d_params=d_params, g_opt=make_optimizer(config, 'g').init(g_params),
-                  d_opt=make_optimizer(config, 'd').init(d_params),
-                  key=jax.random.key_data(run_key))
+  return GanState(
+      step=jnp.zeros((), jnp.int32), key=jax.random.key_data(run_key),
+      g=_net_state(g, g_params, make_optimizer(config, 'g')),
+      g_ema=jax.tree.map(jnp.copy, g_params),  # Own buffers: both are donated.
+      d=_net_state(d, d_params, make_optimizer(config, 'd')))
+
+
+def _net_state(net, params, tx) -> train_state.TrainState:
+  # Step as an int32 array (flax starts from a Python 0, which the first jitted step retraces).
+  return train_state.TrainState.create(apply_fn=net.apply, params=params, tx=tx).replace(
+      step=jnp.zeros((), jnp.int32))
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:
@@ -70,29 +75,31 @@ def ema_update(ema: Any, params: Any, decay: float) -> Any:
   return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
 
 
-def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, latent_dim: int,
-               real_label: float, ema_decay: float, d_tx=None, loss: str = 'bce',
-               r1_weight: float = 0.0, d_steps: int = 1) -> tuple[GanState, dict]:
+def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, latent_dim: int,
+               real_label: float, ema_decay: float, loss: str = 'bce', r1_weight: float = 0.0,
+               d_steps: int = 1) -> tuple[GanState, dict]:
   """One discriminator update, then one generator update (only every `d_steps`-th step).
 
   Args:
-    state: both nets' params and optimizer states.
+    state: both nets' states, the moving average, the step.
     data: uint8 'images' [num, 784] and int32 'labels' [num], gathered with `batch_idx`.
     batch_idx: int32 [batch].
-    g, d, tx (G's optimizer; D's too unless `d_tx`), latent_dim, real_label, ema_decay, loss
-      ('bce' | 'hinge'), r1_weight (0 = no penalty), d_steps: bound with functools.partial.
+    latent_dim, real_label, ema_decay, loss ('bce' | 'hinge'), r1_weight (0 = no penalty),
+      d_steps: the recipe, bound with functools.partial.
   """
   images = data['images'][batch_idx].astype(jnp.float32) / 127.5 - 1.0
   labels = data['labels'][batch_idx]
   noise_key, label_key, d_drop, g_drop = jax.random.split(step_key(state), 4)
   noise = jax.random.normal(noise_key, (len(batch_idx), latent_dim))
   fake_labels = jax.random.randint(label_key, (len(batch_idx),), 0, NUM_CLASSES)
-  fake, g_vjp = jax.vjp(lambda p: g.apply({'params': p}, noise, fake_labels), state.g_params)
+  fake, g_vjp = jax.vjp(lambda p: state.g.apply_fn({'params': p}, noise, fake_labels),
+                        state.g.params)
 
   def d_loss_fn(d_params):
     def logits_of(real):  # Real and generated images scored in one batch.
-      logits = d.apply({'params': d_params}, jnp.concatenate([real, fake]),
-                       jnp.concatenate([labels, fake_labels]), train=True, rngs={'dropout': d_drop})
+      logits = state.d.apply_fn({'params': d_params}, jnp.concatenate([real, fake]),
+                                jnp.concatenate([labels, fake_labels]), train=True,
+                                rngs={'dropout': d_drop})
       return jnp.split(logits, 2)
     if not r1_weight:
       real_logits, fake_logits = logits_of(images)
@@ -106,30 +113,28 @@ def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, g, d, tx, l
     return d_loss, (real_logits, fake_logits, {'r1': penalty})
 
   (d_loss, (real_logits, fake_logits, extra)), d_grads = jax.value_and_grad(
-      d_loss_fn, has_aux=True)(state.d_params)
-  d_updates, d_opt = (d_tx or tx).update(d_grads, state.d_opt, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
+      d_loss_fn, has_aux=True)(state.d.params)
+  d_state = state.d.apply_gradients(grads=d_grads)
 
   def g_loss_fn(fake_images):  # Against the updated D.
-    return losses.generator_loss(d.apply({'params': d_params}, fake_images, fake_labels,
-                                         train=True, rngs={'dropout': g_drop}), loss)
+    return losses.generator_loss(d_state.apply_fn({'params': d_state.params}, fake_images,
+                                                  fake_labels, train=True,
+                                                  rngs={'dropout': g_drop}), loss)
 
   def g_update(_):
     g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
     (g_grads,) = g_vjp(fake_grads)
-    g_updates, g_opt = tx.update(g_grads, state.g_opt, state.g_params)
-    g_params = optax.apply_updates(state.g_params, g_updates)
-    return g_params, g_opt, ema_update(state.g_ema, g_params, ema_decay), g_loss
+    g_state = state.g.apply_gradients(grads=g_grads)
+    return g_state, ema_update(state.g_ema, g_state.params, ema_decay), g_loss
 
   if d_steps == 1:
-    g_params, g_opt, g_ema, g_loss = g_update(None)
+    g_state, g_ema, g_loss = g_update(None)
   else:  # G (and its average) move on the last of every d_steps steps only.
-    keep = lambda _: (state.g_params, state.g_opt, state.g_ema, jnp.zeros((), jnp.float32))
-    g_params, g_opt, g_ema, g_loss = jax.lax.cond(state.step % d_steps == d_steps - 1,
-                                                  g_update, keep, None)
+    keep = lambda _: (state.g, state.g_ema, jnp.zeros((), jnp.float32))
+    g_state, g_ema, g_loss = jax.lax.cond(state.step % d_steps == d_steps - 1, g_update, keep,
+                                          None)
     g_loss = g_loss * d_steps  # So that an epoch's mean is the mean over G's updates.
-  state = state.replace(step=state.step + 1, g_params=g_params, g_ema=g_ema, d_params=d_params,
-                        g_opt=g_opt, d_opt=d_opt)
+  state = state.replace(step=state.step + 1, g=g_state, g_ema=g_ema, d=d_state)
   return state, {'d_loss': d_loss, 'g_loss': g_loss,
                  'd_real': jax.nn.sigmoid(real_logits).mean(),
                  'd_fake': jax.nn.sigmoid(fake_logits).mean(), **extra}
@@ -143,10 +148,8 @@ def model_meta(config: ml_collections.ConfigDict) -> dict:
 def build_task(config: ml_collections.ConfigDict,
                data: fashion_mnist.FashionMnist) -> loop.TrainTask:
   """The training task for the shared loop (also what the benchmark times)."""
-  g, d = make_model(config)
   o = config.optim
-  step = functools.partial(train_step, g=g, d=d, tx=make_optimizer(config, 'g'),
-                           d_tx=make_optimizer(config, 'd'), latent_dim=config.model.latent_dim,
+  step = functools.partial(train_step, latent_dim=config.model.latent_dim,
                            real_label=o.real_label, ema_decay=o.g_ema_decay, loss=o.loss,
                            r1_weight=o.r1_weight, d_steps=o.d_steps)
   return loop.TrainTask(
@@ -159,7 +162,7 @@ def build_task(config: ml_collections.ConfigDict,
 
 def generator_params(config: ml_collections.ConfigDict, state: GanState):
   """The generator used for samples and evaluation: the moving average unless told otherwise."""
-  return state.g_ema if config.eval.use_ema else state.g_params
+  return state.g_ema if config.eval.use_ema else state.g.params
 
 
 def report_epoch(config, workdir: Path, state: GanState, epoch: int, logger: MetricLogger) -> None:

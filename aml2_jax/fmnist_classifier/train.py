@@ -17,7 +17,7 @@ import optax
 
 from aml2_jax.fmnist_classifier.models import FashionCNN, make_model
 from aml2_jax.training import inference, loop, restore
-from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
+from aml2_jax.training.train_state import TrainState, step_key
 
 TRAIN_COMMAND = 'python launch.py --config=configs/fmnist_classifier.py'
 PREDICT_BATCH = 1000  # Images per jitted inference call.
@@ -42,8 +42,10 @@ def make_optimizer(config: ml_collections.ConfigDict,
 def create_train_state(config: ml_collections.ConfigDict, num_examples: int = 0) -> TrainState:
   """A fresh state; `num_examples` sizes the schedule (its state does not depend on it)."""
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
-  params = make_model(config).init(init_key, jnp.zeros((1, 28, 28)))['params']
-  return TrainState.create(params, make_optimizer(config, num_examples), run_key)
+  model = make_model(config)
+  return TrainState.create(apply_fn=model.apply,
+                           params=model.init(init_key, jnp.zeros((1, 28, 28)))['params'],
+                           tx=make_optimizer(config, num_examples), key=run_key)
 
 
 def to_unit_range(images: jax.Array) -> jax.Array:
@@ -51,26 +53,19 @@ def to_unit_range(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32) / 127.5 - 1.0
 
 
-def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: FashionCNN,
-               tx: optax.GradientTransformation):
-  """One optimizer step on softmax cross-entropy.
-
-  Args:
-    state: the train state.
-    data: uint8 'images' [num, 28, 28] and int32 'labels' [num], gathered with `batch_idx`.
-    batch_idx: int32 [batch].
-    model, tx: bound with functools.partial.
-  """
+def train_step(state: TrainState, data: dict, batch_idx: jax.Array):
+  """One optimizer step on softmax cross-entropy; `data` holds uint8 'images' [num, 28, 28] and
+  int32 'labels' [num], gathered with `batch_idx` int32 [batch]."""
   images, labels = to_unit_range(data['images'][batch_idx]), data['labels'][batch_idx]
 
   def loss_fn(params):
-    logits, _ = model.apply({'params': params}, images, train=True,
-                            rngs={'dropout': step_key(state)})
+    logits, _ = state.apply_fn({'params': params}, images, train=True,
+                               rngs={'dropout': step_key(state)})
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, (logits.argmax(-1) == labels).mean()
 
   (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  state = apply_gradients(state, grads, tx)
+  state = state.apply_gradients(grads=grads)
   return state, {'loss': loss, 'accuracy': accuracy}
 
 
@@ -97,9 +92,7 @@ def accuracy(model: FashionCNN, params, images: np.ndarray, labels: np.ndarray) 
 def build_task(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
                meta: dict) -> loop.TrainTask:
   """The training task on uint8 `images` [num, 28, 28] and int `labels` [num]."""
-  tx = make_optimizer(config, len(labels))
-  step = functools.partial(train_step, model=make_model(config), tx=tx)
-  return loop.TrainTask(state=create_train_state(config, len(labels)), train_step=step,
+  return loop.TrainTask(state=create_train_state(config, len(labels)), train_step=train_step,
                         data={'images': images, 'labels': labels.astype(np.int32)},
                         num_examples=len(labels), meta=meta)
 

@@ -30,7 +30,7 @@ from aml2_jax.spam.models import SpamClassifier, make_model
 from aml2_jax.training import inference, loop, restore
 from aml2_jax.runtime.metrics_logging import write_json
 from aml2_jax.training.param_summary import count_params
-from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
+from aml2_jax.training.train_state import TrainState, step_key
 from aml2_jax.runtime.workdir import WorkdirLock, write_config
 
 TOKENIZER_FILE = 'tokenizer.json'
@@ -59,39 +59,33 @@ def _init_params(model: SpamClassifier, key: jax.Array, maxlen: int) -> dict:
 def create_train_state(config: ml_collections.ConfigDict, total_steps: int = 1) -> TrainState:
   # The optimizer state's structure does not depend on total_steps, so restores may omit it.
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
-  params = _init_params(make_model(config), init_key, config.data.maxlen)
-  return TrainState.create(params, make_optimizer(config, total_steps), run_key)
+  model = make_model(config)
+  return TrainState.create(apply_fn=model.apply, params=_init_params(model, init_key,
+                                                                     config.data.maxlen),
+                           tx=make_optimizer(config, total_steps), key=run_key)
 
 
-def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: SpamClassifier,
-               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
-  """One Adam step on the mean binary cross-entropy of logits.
-
-  Args:
-    state: the train state.
-    data: 'ids' int32 [num, maxlen] and 'labels' int32 [num], gathered with `batch_idx`.
-    batch_idx: int32 [batch].
-    model, tx: bound with functools.partial.
-  """
+def train_step(state: TrainState, data: dict, batch_idx: jax.Array) -> tuple[TrainState, dict]:
+  """One Adam step on the mean binary cross-entropy of logits; `data` holds 'ids' int32
+  [num, maxlen] and 'labels' int32 [num], gathered with `batch_idx` int32 [batch]."""
   ids, labels = data['ids'][batch_idx], data['labels'][batch_idx].astype(jnp.float32)
 
   def loss_fn(params):
-    logits = model.apply({'params': params}, ids, train=True, rngs={'dropout': step_key(state)})
+    logits = state.apply_fn({'params': params}, ids, train=True,
+                            rngs={'dropout': step_key(state)})
     loss = optax.sigmoid_binary_cross_entropy(logits, labels).mean()
     return loss, jnp.mean((logits > 0) == (labels > 0.5))
 
   (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   metrics_ = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.tree.norm(grads)}
-  return apply_gradients(state, grads, tx), metrics_
+  return state.apply_gradients(grads=grads), metrics_
 
 
 def build_task(config: ml_collections.ConfigDict, split: SpamSplit) -> loop.TrainTask:
   """The training task for the shared loop (also what the benchmark times)."""
   total_steps = config.num_epochs * steps_per_epoch(config, split)
   return loop.TrainTask(
-      state=create_train_state(config, total_steps),
-      train_step=functools.partial(train_step, model=make_model(config),
-                                   tx=make_optimizer(config, total_steps)),
+      state=create_train_state(config, total_steps), train_step=train_step,
       data={'ids': split.train_ids, 'labels': split.train_labels},
       num_examples=len(split.train_labels))
 

@@ -1,20 +1,9 @@
-"""The text generator's optimizers: the study's RMSProp with its plateau schedule, or AdamW.
+"""The text generator's optimizer chain: the study's RMSProp with its plateau schedule, or AdamW.
 
-The study's recipe (the configs' defaults): Keras' RMSprop at a constant rate, scaled by Keras'
-ReduceLROnPlateau. Keras divides by sqrt(velocity + epsilon), epsilon inside the root, with rho
-0.9 and epsilon 1e-7; `optax.rmsprop` places eps the same way by default (`eps_in_sqrt=True`) but
-defaults eps to 1e-8, so the configs set eps 1e-7: Keras' update exactly.
-
-Plateau schedule. `optax.contrib.reduce_on_plateau` is kept out of the optimizer chain (its update
-needs the loss) and updated on the host once per epoch, after the epoch, with its mean training
-loss; its `scale` lives in `TrainState.schedule` and multiplies every update of the next epoch, as
-Keras' ReduceLROnPlateau sets the next epoch's learning rate. `config.optim.plateau=False` keeps
-the scale at 1.
-
-Beyond the study, each an option (`config.optim`): AdamW (`optimizer='adamw'`; weight decay on the
-kernels only, not the biases), a linear warm-up over `warmup_epochs` then a cosine decay to
-`end_lr_fraction` of the rate at the last step (`schedule='cosine'`), and clipping of the
-gradients' global norm (`clip_norm`).
+Keras' RMSprop divides by sqrt(velocity + epsilon) with rho 0.9 and epsilon 1e-7: `optax.rmsprop`
+with `eps_in_sqrt=True` and the configs' eps 1e-7 is that update exactly. Keras' ReduceLROnPlateau
+is `optax.contrib.reduce_on_plateau` at the end of the chain, fed every step's training loss and
+deciding once per epoch on the epoch's mean (docs/textgen.md, "Optimizer").
 """
 
 import jax
@@ -49,40 +38,30 @@ def _kernels_only(params):
 
 
 def make_optimizer(config: ml_collections.ConfigDict,
-                   steps_per_epoch: int = 1) -> optax.GradientTransformation:
-  """The optimizer chain of `config.optim` (the study's RMSProp by default).
+                   steps_per_epoch: int = 1) -> optax.GradientTransformationExtraArgs:
+  """The chain of `config.optim`; its update takes the step's loss (`value=`) for the plateau.
 
-  `steps_per_epoch` sets the schedule's length; the optimizer state's structure does not depend
-  on it, so restoring may leave it at 1.
+  `steps_per_epoch` sets the schedules' lengths; the state's structure does not depend on it, so
+  restoring may leave it at 1.
   """
   o = config.optim
   rate = learning_rate(config, steps_per_epoch)
+  parts = [optax.clip_by_global_norm(o.clip_norm)] if o.clip_norm > 0 else []
   if o.optimizer == 'rmsprop':
-    tx = optax.rmsprop(rate, decay=o.rho, eps=o.eps, eps_in_sqrt=o.eps_in_sqrt)
+    parts.append(optax.rmsprop(rate, decay=o.rho, eps=o.eps, eps_in_sqrt=o.eps_in_sqrt))
   else:
-    tx = optax.adamw(rate, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=_kernels_only)
-  if o.clip_norm > 0:
-    tx = optax.chain(optax.clip_by_global_norm(o.clip_norm), tx)
-  return tx
+    parts.append(optax.adamw(rate, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
+                             mask=_kernels_only))
+  if o.plateau:
+    parts.append(optax.contrib.reduce_on_plateau(
+        factor=o.plateau_factor, patience=o.plateau_patience, rtol=o.plateau_rtol,
+        atol=o.plateau_atol, accumulation_size=steps_per_epoch))
+  return optax.chain(*parts)
 
 
-def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
-  """Keras' ReduceLROnPlateau as optax's transform; one update per epoch, so patience = epochs."""
-  o = config.optim
-  return optax.contrib.reduce_on_plateau(factor=o.plateau_factor, patience=o.plateau_patience,
-                                         rtol=o.plateau_rtol, atol=o.plateau_atol)
-
-
-def make_plateau_update(config: ml_collections.ConfigDict):
-  """`(schedule_state, epoch_loss) -> schedule_state`, jitted so it keeps the state's placement.
-
-  The identity when `config.optim.plateau` is off.
-  """
-  if not config.optim.plateau:
-    return lambda state, loss: state
-  plateau = make_plateau(config)
-  # The transform scales `updates`; only its state is wanted here, so it is given none.
-  return jax.jit(lambda s, loss: plateau.update(updates={}, state=s, value=loss)[1])
+def plateau_scale(opt_state) -> jax.Array | float:
+  """The plateau schedule's current factor on the learning rate (1 without one)."""
+  return optax.tree_utils.tree_get(opt_state, 'scale', 1.0)
 
 
 def meta(config: ml_collections.ConfigDict) -> dict:

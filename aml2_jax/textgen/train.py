@@ -1,30 +1,7 @@
-"""The text generator's training: optimizer, plateau schedule, jitted step, validation, restore.
+"""The text generator's training: state, jitted step, validation, results, restore.
 
-`configs/textgen_rnn.py` and `configs/textgen_lstm.py` reproduce the study (RMSProp 0.01, learning
-rate x0.2 when the epoch's training loss stops improving, best model kept) and add what it lacked:
-held-out messages (5% for validation, a disjoint 5% for test), validation loss and bits per
-character every epoch, and the faster `all_chars` objective as an option (see
-`aml2_jax.datasets.char_corpus`).
-
-Optimizer and plateau schedule: `aml2_jax.textgen.optim` (Keras' RMSprop and ReduceLROnPlateau
-by default; AdamW, warm-up and cosine decay, gradient clipping as options). The plateau schedule
-is updated once per epoch with the epoch's mean training loss (`end_epoch`).
-
-Windows. `all_chars` cuts the training text into fixed non-overlapping windows, or, with
-`config.data.random_offsets`, into windows of the text read as a cycle at a fresh offset every
-epoch, drawn from (seed, epoch) inside the step (`char_corpus.epoch_offset`), so a resumed run
-sees the windows the first one would have.
-
-Evaluation. Held-out loss is the study's quantity for both objectives: the cross-entropy of the
-character after each 100-character window, in nats; bits per character is that over ln 2. Every
-epoch it is estimated on every `config.eval.stride`-th window of the validation text (a forward
-pass of the window each), and the best checkpoint is the one with the lowest. results.json gives
-that checkpoint's `val_*` on every validation window and its `test_*` on every window of the test
-text, which nothing was chosen on. `aml2_jax.textgen.baselines` scores count-based models on the
-same windows.
-
-Sampling (`--mode=sample`): see `generate.prompt_context` for how prompts are read, and
-`generate.CharSampler` for how the model is run.
+Held-out loss is the study's quantity for both objectives, the cross-entropy (nats) of the
+character after each window; bits per character is that over ln 2 (docs/textgen.md).
 """
 
 import functools
@@ -50,7 +27,7 @@ from aml2_jax.training import inference, loop, restore
 from aml2_jax.runtime import storage
 from aml2_jax.runtime.metrics_logging import MetricLogger, read_jsonl, write_json
 from aml2_jax.training.param_summary import count_params
-from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
+from aml2_jax.training.train_state import TrainState, step_key
 
 BEST_METRIC = 'val_loss'
 CONFIG_FILES = {'simple': 'configs/textgen_rnn.py', 'lstm': 'configs/textgen_lstm.py'}
@@ -64,30 +41,29 @@ def create_train_state(config: ml_collections.ConfigDict, vocab_size: int,
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
   ids = jnp.zeros((1, config.data.window), jnp.int32)
   # Jitted: eager init runs the orthogonal initialiser's QR op by op, seconds slower.
-  params = jax.jit(make_model(config, vocab_size).init)(init_key, ids)['params']
-  return TrainState.create(params, optim.make_optimizer(config, steps_per_epoch), run_key,
-                           schedule=optim.make_plateau(config).init(params))
+  model = make_model(config, vocab_size)
+  return TrainState.create(apply_fn=model.apply, params=jax.jit(model.init)(init_key, ids)['params'],
+                           tx=optim.make_optimizer(config, steps_per_epoch), key=run_key)
 
 
 # --- Steps ----------------------------------------------------------------------------------
 
 
-def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: CharModel,
-               tx: optax.GradientTransformation, window: int, learning_rate,
-               offsets: tuple[int, int] | None = None):
+def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, all_steps: bool,
+               window: int, learning_rate, offsets: tuple[int, int] | None = None):
   """One optimizer step on the windows `data['starts'][batch_idx]` of `data['text']`.
-
-  The update is scaled by the plateau schedule's current `scale`. Metrics: 'loss' (mean
-  cross-entropy, nats), 'grad_norm' (before clipping), and 'lr' (the learning rate in force).
 
   Args:
     state: the train state.
     data: 'text' int32 [num_chars] and window 'starts' int32 [num_windows].
     batch_idx: int32 [batch].
-    model, tx, window: bound with functools.partial.
+    all_steps, window: the model's objective (every next character or the last) and window.
     learning_rate: a float, or a schedule of the step (for the logged 'lr').
     offsets: (seed, steps_per_epoch) to move the starts by the epoch's random offset round the
       cyclic text (`config.data.random_offsets`); None for fixed windows.
+  Returns:
+    The new state and 'loss' (mean cross-entropy, nats), 'grad_norm' (before clipping) and 'lr'
+    (the rate in force, with the plateau's scale).
   """
   starts = data['starts'][batch_idx]
   if offsets is not None:
@@ -96,18 +72,19 @@ def train_step(state: TrainState, data: dict, batch_idx: jax.Array, *, model: Ch
     starts = char_corpus.offset_starts(starts, offset, data['text'].shape[0])
   ids = char_corpus.gather_windows(data['text'], starts, window, wrap=offsets is not None)
   inputs = ids[:, :-1]
-  targets = ids[:, 1:] if model.all_steps else ids[:, -1]
+  targets = ids[:, 1:] if all_steps else ids[:, -1]
 
   def loss_fn(params):
-    _, logits = model.apply({'params': params}, inputs, train=True,
-                            rngs={'dropout': step_key(state)})
+    _, logits = state.apply_fn({'params': params}, inputs, train=True,
+                               rngs={'dropout': step_key(state)})
     return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
-  scale = state.schedule.scale
   rate = learning_rate(state.step) if callable(learning_rate) else learning_rate
-  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), 'lr': rate * scale}
-  return apply_gradients(state, grads, tx, scale), metrics
+  state = state.apply_gradients(grads=grads, value=loss)
+  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+             'lr': rate * optim.plateau_scale(state.opt_state)}
+  return state, metrics
 
 
 @functools.cache
@@ -133,11 +110,6 @@ def validate(config: ml_collections.ConfigDict, model: CharModel, params, ids: n
   (losses,) = nll(params, jnp.asarray(ids), held_out_starts(config, ids, stride))
   loss = float(np.mean(losses))
   return {f'{part}_loss': loss, f'{part}_bpc': loss / math.log(2)}
-
-
-def end_epoch(state: TrainState, train_metrics: dict, *, update_plateau) -> TrainState:
-  """Feeds the epoch's mean training loss to the plateau schedule (Keras monitors 'loss')."""
-  return state.replace(schedule=update_plateau(state.schedule, train_metrics['loss']))
 
 
 # --- Training -------------------------------------------------------------------------------
@@ -171,13 +143,11 @@ def build_task(config: ml_collections.ConfigDict, corpus: CharCorpus) -> loop.Tr
   offsets = (config.seed, max(steps_per_epoch, 1)) if config.data.random_offsets else None
   return loop.TrainTask(
       state=create_train_state(config, corpus.vocab.size, steps_per_epoch),
-      train_step=functools.partial(train_step, model=model,
-                                   tx=optim.make_optimizer(config, steps_per_epoch),
+      train_step=functools.partial(train_step, all_steps=model.all_steps,
                                    window=config.data.window,
                                    learning_rate=optim.learning_rate(config, steps_per_epoch),
                                    offsets=offsets),
       data={'text': corpus.train_ids, 'starts': starts}, num_examples=len(starts),
-      end_epoch=functools.partial(end_epoch, update_plateau=optim.make_plateau_update(config)),
       meta=model_meta(config, corpus.vocab))
 
 
@@ -188,7 +158,7 @@ def epoch_hooks(config, workdir: Path, corpus: CharCorpus) -> loop.EpochHooks:
   def evaluate(state: TrainState) -> dict[str, float]:
     metrics = validate(config, model, state.params, corpus.val_ids, config.eval.stride)
     console.say(f'validation: loss {metrics["val_loss"]:.4f} nats, {metrics["val_bpc"]:.4f} '
-                f'bits/char; next epoch lr scale {float(state.schedule.scale):.4g}')
+                f'bits/char; lr scale {float(optim.plateau_scale(state.opt_state)):.4g}')
     return metrics
 
   report = functools.partial(report_epoch, config, workdir, model, corpus.vocab)

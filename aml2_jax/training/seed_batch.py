@@ -33,8 +33,12 @@ from aml2_jax.runtime.metrics_logging import MetricLogger
 
 
 def stack(trees: Sequence[Any]) -> Any:
-  """Trees of equal structure -> one tree whose leaves have a leading axis [seeds, ...]."""
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+  """Trees of equal structure -> one tree whose leaves have a leading axis [seeds, ...].
+
+  The first tree's static fields are kept: each seed's TrainState holds its own (equal) `tx`.
+  """
+  leaves = zip(*(jax.tree.leaves(tree) for tree in trees))
+  return jax.tree.unflatten(jax.tree.structure(trees[0]), [jnp.stack(x) for x in leaves])
 
 
 def take(tree: Any, k: int) -> Any:
