@@ -17,7 +17,7 @@ from aml2_jax.training import loop, seed_batch
 from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.training.config import base_config, load_config
 from aml2_jax.runtime.metrics_logging import MetricLogger
-from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
+from aml2_jax.training.train_state import TrainState, step_key
 
 TX = optax.adam(0.05)
 
@@ -26,13 +26,13 @@ def _regression_step(state, data, batch_idx):
   x, y = data['x'][batch_idx], data['y'][batch_idx]
   loss, grads = jax.value_and_grad(lambda w: jnp.mean((x @ w - y) ** 2))(state.params)
   grads = grads + 0.01 * jax.random.normal(step_key(state), grads.shape)
-  return apply_gradients(state, grads, TX), {'loss': loss}
+  return state.apply_gradients(grads=grads), {'loss': loss}
 
 
 def _regression_task(seed: int, num: int = 40) -> loop.TrainTask:
   x = np.random.default_rng(seed).normal(size=(num, 3)).astype(np.float32)
   data = {'x': x, 'y': x @ np.array([1.0, -2.0, 0.5], np.float32)}
-  state = TrainState.create(jnp.zeros(3), TX, jax.random.key(seed))
+  state = TrainState.create(apply_fn=None, params=jnp.zeros(3), tx=TX, key=jax.random.key(seed))
   return loop.TrainTask(state=state, train_step=_regression_step, data=data, num_examples=num,
                         meta={'seed': seed})
 

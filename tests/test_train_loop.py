@@ -23,7 +23,7 @@ from aml2_jax.training import loop as train_loop
 from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.training.config import base_config
 from aml2_jax.runtime.metrics_logging import MetricLogger
-from aml2_jax.training.train_state import TrainState, apply_gradients, step_key
+from aml2_jax.training.train_state import TrainState, step_key
 from conftest import REPO, cgan_cli_args, checkpoint_leaves
 
 TX = optax.adam(0.05)  # Adam: the optimizer state is part of what must round-trip.
@@ -34,14 +34,14 @@ def regression_step(state, data, batch_idx):
   x, y = data['x'][batch_idx], data['y'][batch_idx]
   loss, grads = jax.value_and_grad(lambda w: jnp.mean((x @ w - y) ** 2))(state.params)
   grads = grads + 0.01 * jax.random.normal(step_key(state), grads.shape)
-  return apply_gradients(state, grads, TX), {'loss': loss}
+  return state.apply_gradients(grads=grads), {'loss': loss}
 
 
 def regression_task(step=regression_step, num=96) -> train_loop.TrainTask:
   rng = np.random.default_rng(0)
   x = rng.normal(size=(num, 3)).astype(np.float32)
   data = {'x': x, 'y': x @ np.array([1.0, -2.0, 0.5], np.float32)}
-  state = TrainState.create(jnp.zeros(3), TX, jax.random.key(0))
+  state = TrainState.create(apply_fn=None, params=jnp.zeros(3), tx=TX, key=jax.random.key(0))
   return train_loop.TrainTask(state=state, train_step=step, data=data, num_examples=num,
                               meta={'experiment': 'regression'})
 
@@ -180,7 +180,7 @@ def two_metric_step(state, data, batch_idx):
   alphabetically."""
   x, y = data['x'][batch_idx], data['y'][batch_idx]
   loss, grads = jax.value_and_grad(lambda w: jnp.mean((x @ w - y) ** 2))(state.params)
-  return apply_gradients(state, grads, TX), {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
+  return state.apply_gradients(grads=grads), {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
 
 
 def distance_hooks(**kwargs) -> train_loop.EpochHooks:

@@ -1,8 +1,7 @@
 """Experiment 1: the SMS spam classifier, Embedding -> SimpleRNN or LSTM -> dense -> one logit.
 
-Modules: `input_pipeline` (corpus, de-duplication, the train/validation/test split, tokenizer),
-`models`, `train` (one seed: state, jitted step, evaluation, restore), `seeds` (several seeds and
-their summary), `metrics` (binary-classifier metrics), `predict` (the predict mode).
+`train` runs one seed, `seeds` several and their summary, `predict` is the predict mode
+(docs/spam.md).
 """
 
 from pathlib import Path
@@ -59,10 +58,7 @@ def param_trees(config: ml_collections.ConfigDict) -> dict:
 
 
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:
-  """Trains every seed (resuming where checkpoints exist), then writes the summary.
-
-  With `config.seeds_in_one_program`, several seeds train in one program (see `seeds`).
-  """
+  """Trains every seed (resuming where checkpoints exist), then writes the summary."""
   with WorkdirLock(workdir):
     write_config(workdir, config)
     per_seed = seeds.train_seeds(config, workdir, input_pipeline.load_corpus(config))
@@ -70,11 +66,7 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
-  """Re-scores every seed's checkpoint on its test part and rewrites the results.
-
-  The checkpoint is the last epoch's, or the lowest validation loss's with
-  `config.keep_best_val_epoch` (see `train.restore_for_eval`).
-  """
+  """Re-scores every seed's checkpoint (`train.restore_for_eval`) and rewrites the results."""
   with WorkdirLock(workdir):
     corpus = input_pipeline.load_corpus(config)
     per_seed = {}

@@ -1,18 +1,7 @@
 """The spam classifier's data: corpus, de-duplication, the three-way split and the tokenizer.
 
-Load the UCI SMS Spam Collection; with `config.data.dedup` keep one message per normalised text
-(`tokenizer.normalised_text`: the Keras words, so case, punctuation and whitespace do not make a
-new message); split stratified with `config.data.split_seed`: `config.data.test_fraction` for test,
-then `config.data.val_fraction` of the rest for validation; fit the Keras-style tokenizer on the
-training part (or on every message with `config.data.tokenizer_fit='all'`, as the study did);
-encode to `config.data.maxlen` ids, pre-padded.
-
-Words outside the vocabulary are dropped when encoding, so two messages of different normalised
-texts can still be the same model input (a spam template with another phone number). With
-`dedup`, such a held-out message is dropped too: a validation message whose ids equal a training
-message's, a test message whose ids equal a training or validation message's. Then no message the
-model is scored on is, to the model, a copy of one it was trained or selected on.
-`dedup=False` keeps every row (the study's protocol: copies reach the test set).
+The protocol (what `config.data.dedup` drops, and why held-out token twins go too) is in
+docs/spam.md#protocol.
 """
 
 import dataclasses
@@ -32,24 +21,16 @@ SPLIT_FILE = 'split.json'
 
 @dataclasses.dataclass(frozen=True)
 class SpamSplit:
-  """One run's data: the fitted tokenizer and the three parts encoded.
-
-  Attributes:
-    tokenizer: fitted on the training part (or on all messages; see `config.data.tokenizer_fit`).
-    train_ids: int32 [num_train, maxlen], pre-padded with 0.
-    train_labels: int32 [num_train]; 1 = spam.
-    val_ids, val_labels: the validation part (per-epoch metrics, the optional best epoch).
-    test_ids, test_labels: the test part (scored once, at the end).
-    index: indices into the corpus of each part ('train', 'val', 'test') and of the held-out
-      messages dropped as copies of an earlier part's model input ('dropped').
-  """
-  tokenizer: Tokenizer
-  train_ids: np.ndarray
-  train_labels: np.ndarray
+  """One run's data: the fitted tokenizer and the three parts encoded; labels 1 = spam."""
+  tokenizer: Tokenizer  # Fitted on the training part, or every message (`data.tokenizer_fit`).
+  train_ids: np.ndarray  # int32 [num_train, maxlen], pre-padded with 0.
+  train_labels: np.ndarray  # int32 [num_train].
   val_ids: np.ndarray
   val_labels: np.ndarray
   test_ids: np.ndarray
   test_labels: np.ndarray
+  # Indices into the corpus of each part ('train', 'val', 'test') and of the held-out messages
+  # dropped as copies of an earlier part's model input ('dropped').
   index: dict[str, np.ndarray]
 
 
@@ -63,11 +44,8 @@ def load_corpus(config: ml_collections.ConfigDict) -> sms.SmsSpam:
 
 def split_indices(corpus: sms.SmsSpam,
                   config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(train_idx, val_idx, test_idx) into `corpus`, each stratified by label and sorted.
-
-  Test is drawn first with `split_seed` (the same draw as a two-way split), validation then from
-  the rest with the seed pair (split_seed, 1).
-  """
+  """(train_idx, val_idx, test_idx) into `corpus`, stratified by label and sorted: test drawn
+  first with `split_seed`, validation from the rest with the seed pair (split_seed, 1)."""
   rest_idx, test_idx = sms.stratified_split(corpus.labels, config.data.test_fraction,
                                             config.data.split_seed)
   fit_pos, val_pos = sms.stratified_split(corpus.labels[rest_idx], config.data.val_fraction,
@@ -88,11 +66,8 @@ def twins(ids: np.ndarray, seen_ids: np.ndarray) -> np.ndarray:
 
 
 def prepare_split(corpus: sms.SmsSpam, config: ml_collections.ConfigDict) -> SpamSplit:
-  """Splits `corpus`, fits the tokenizer (`config.data.tokenizer_fit`) and encodes the parts.
-
-  With `config.data.dedup`, held-out messages whose ids copy an earlier part's are dropped (see
-  the module docstring).
-  """
+  """Splits `corpus`, fits the tokenizer and encodes the parts; with `config.data.dedup`, drops
+  held-out messages whose ids copy an earlier part's."""
   index = dict(zip(PARTS, split_indices(corpus, config)))
   texts = corpus.texts
   fit_idx = np.arange(len(corpus)) if config.data.tokenizer_fit == 'all' else index['train']
@@ -143,9 +118,8 @@ def describe(config: ml_collections.ConfigDict, corpus: sms.SmsSpam, split: Spam
   """One line on what a run trains, validates and tests on."""
   fit = 'training part' if config.data.tokenizer_fit == 'train' else 'all messages'
   kept = 'deduplicated' if config.data.dedup else 'duplicates kept'
-  parts = ' / '.join(f'{len(labels)} {part} ({int(labels.sum())} spam)' for part, labels in
-                     (('train', split.train_labels), ('val', split.val_labels),
-                      ('test', split.test_labels)))
+  labels = (split.train_labels, split.val_labels, split.test_labels)
+  parts = ' / '.join(f'{len(y)} {part} ({int(y.sum())} spam)' for part, y in zip(PARTS, labels))
   twins_note = (f', {len(split.index["dropped"])} held-out token twins dropped'
                 if config.data.dedup else '')
   return (f'seed {config.seed}: {len(corpus)} messages ({kept}), split seed '

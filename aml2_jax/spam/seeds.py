@@ -1,20 +1,6 @@
-"""Several seeds of the spam classifier: one config per seed, and the mean ± std over seeds.
-
-`config.num_seeds = N` trains seeds `config.seed + k`, k < N, each in `<workdir>/seed_<seed>/` with
-its own checkpoints, `tokenizer.json`, `split.json`, metrics and `results.json`; the workdir's
-`results.json` holds the mean and std over seeds. With `config.data.split_per_seed` seed k also
-splits with `split_seed + k`, so the spread includes the luck of the split, not only of the
-initialisation.
-
-With `config.seeds_in_one_program` (the default) the N seeds train side by side in one jitted
-program (`training.seed_batch`: params, optimizer state and RNG on a leading seed axis, the step
-vmapped), each on its own split, tokenizer and data order: the same results as N runs one after
-another up to float rounding, with one compilation instead of N (`python -m aml2_jax.bench
---seeds=N` measures the step rate it gives). Each seed's directory is still written as its own
-run would write it (checkpoints with its own best epoch, per-epoch metrics), so eval, predict and
-resuming work per seed. Seeds whose training parts differ in size cannot share a program: they
-train one after another.
-"""
+"""Several seeds of the spam classifier: one config and directory per seed, trained one after
+another or side by side in one vmapped program (`config.seeds_in_one_program`), and the mean ±
+std over seeds (docs/spam.md#several-seeds)."""
 
 import contextlib
 import functools
@@ -71,28 +57,28 @@ def train_seeds(config: ml_collections.ConfigDict, workdir: Path,
 
 def train_in_one_program(runs: list[ml_collections.ConfigDict], workdir: Path,
                          corpus: sms.SmsSpam, splits: list[SpamSplit]) -> dict[int, dict]:
-  """Trains the seeds of `runs` side by side in one program (see the module docstring).
-
-  Args:
-    runs: one config per seed (`run_configs`).
-    workdir: the seeds' parent directory.
-    corpus: the messages.
-    splits: each seed's split, with training parts of one size.
-  """
+  """Trains the seeds of `runs` (`run_configs`; `splits` of one training size) side by side."""
   dirs = [seed_dir(workdir, run.seed) for run in runs]
   with contextlib.ExitStack() as stack:
-    tasks, resumed_from = [], []
+    prepared = []
     for run, run_dir, split in zip(runs, dirs, splits):
       run_dir.mkdir(parents=True, exist_ok=True)
       stack.enter_context(WorkdirLock(run_dir))
-      task, resumed = train_lib.prepare_run(run, run_dir, corpus, split)
-      tasks.append(task)
-      resumed_from.append(resumed)
+      prepared.append(train_lib.prepare_run(run, run_dir, corpus, split))
+    tasks, resumed_from = zip(*prepared)
     task = seed_batch.stack_tasks(tasks, [run.seed for run in runs])
     hooks = loop.EpochHooks(evaluate=functools.partial(_epoch_metrics, runs, splits),
                             console_metrics=train_lib.EPOCH_LINE)
     start = time.perf_counter()
-    state = _train_stacked(task, runs[0], workdir, dirs, hooks)
+    ckpt = seed_batch.SeedCheckpointers(
+        [Checkpointer(d / 'checkpoints', runs[0].keep_checkpoints, train_lib.BEST_METRIC)
+         for d in dirs], Path(workdir) / 'seed_*' / 'checkpoints')
+    logger = seed_batch.SeedLoggers([MetricLogger(d) for d in dirs])
+    try:
+      state = loop.train(task, runs[0], ckpt, logger, hooks)
+    finally:
+      logger.close()
+      ckpt.close()
     # The program's wall time, shared out: the summary's mean is then a seed's cost.
     wall_s = (time.perf_counter() - start) / len(runs)
     results = {}
@@ -105,20 +91,6 @@ def train_in_one_program(runs: list[ml_collections.ConfigDict], workdir: Path,
     return results
 
 
-def _train_stacked(task: loop.TrainTask, config: ml_collections.ConfigDict, workdir: Path,
-                   dirs: list[Path], hooks: loop.EpochHooks):
-  """`loop.train` of a seed batch, with each seed's checkpoints and metrics in its directory."""
-  ckpt = seed_batch.SeedCheckpointers(
-      [Checkpointer(d / 'checkpoints', config.keep_checkpoints, train_lib.BEST_METRIC)
-       for d in dirs], Path(workdir) / 'seed_*' / 'checkpoints')
-  logger = seed_batch.SeedLoggers([MetricLogger(d) for d in dirs])
-  try:
-    return loop.train(task, config, ckpt, logger, hooks)
-  finally:
-    logger.close()
-    ckpt.close()
-
-
 def _epoch_metrics(runs: list[ml_collections.ConfigDict], splits: list[SpamSplit],
                    state) -> dict[str, np.ndarray]:
   """Every seed's `train.epoch_metrics`, as arrays [seeds]."""
@@ -128,10 +100,8 @@ def _epoch_metrics(runs: list[ml_collections.ConfigDict], splits: list[SpamSplit
 
 
 def summarize(config: ml_collections.ConfigDict, per_seed: dict[int, dict]) -> dict:
-  """Mean and std (ddof=1; 0 for one seed) of each metric over seeds, plus every seed's results.
-
-  The confusion matrix is summed over seeds (counts stay integers).
-  """
+  """Mean and std (ddof=1; 0 for one seed) of each metric over seeds, the confusion matrices
+  summed, and every seed's results."""
   runs = list(per_seed.values())
   aggregate = {'num_seeds': len(runs), 'seeds': list(per_seed),
                'num_params': runs[0]['num_params'], 'model_cell': config.model.cell,

@@ -19,14 +19,8 @@ def pick_next(logits: jax.Array, key: jax.Array, temperature: float) -> jax.Arra
 
 
 class CharSampler:
-  """Writes text a character at a time, seeing what the model saw in training.
-
-  The model was trained on windows of `window` characters starting from a zero state, so each
-  character is predicted from the last min(len(history), window) characters, from a zero state:
-  while the history is shorter than a window, one recurrent step per character on the carried
-  state (exactly a zero-state run over the whole history); from then on, a fresh run over the
-  last `window` characters. Its functions are jitted once per sampler; params are arguments.
-  """
+  """Writes text a character at a time, each from the last `window` characters at most, from a
+  zero state as in training (docs/textgen.md#commands, "Sampling rule")."""
 
   def __init__(self, model: CharModel, window: int):
     last_step = model.clone(all_steps=False, dropout=0.0)
@@ -39,17 +33,15 @@ class CharSampler:
 
   def generate(self, params: Any, context: Sequence[int], length: int, temperature: float,
                seed: int, stop_id: int | None = None) -> list[int]:
-    """Up to `length` new ids continuing `context` (non-empty ids), reproducible for a seed.
-
-    Stops before `stop_id` if it is drawn (it is not returned).
-    """
+    """Up to `length` new ids continuing `context` (non-empty), stopping before `stop_id`."""
     if not context:
       raise ValueError('context must hold at least one id (e.g. the end character)')
     history = [int(i) for i in context]
     key = jax.random.key(seed)
-    carry, logits = None, None
-    if len(history) <= self.window:
-      carry, logits = self._prime(params, history)
+    carry, logits = None, None  # None: `Recurrent` starts from zeros.
+    if len(history) <= self.window:  # Shorter than a window: step the carried state per char.
+      for char_id in history:
+        carry, logits = self._step(params, carry, np.array([[char_id]], np.int32))
     generated = []
     for i in range(length):
       if len(history) > self.window:
@@ -63,13 +55,6 @@ class CharSampler:
         carry, logits = self._step(params, carry, np.array([[next_id]], np.int32))
     return generated
 
-  def _prime(self, params, history: list[int]):
-    """Carry and next-char logits after the history, one step per character from zero."""
-    carry, logits = None, None  # None: `Recurrent` starts from zeros.
-    for char_id in history:
-      carry, logits = self._step(params, carry, np.array([[char_id]], np.int32))
-    return carry, logits
-
 
 @functools.cache
 def sampler_for(model: CharModel, window: int) -> CharSampler:
@@ -78,14 +63,10 @@ def sampler_for(model: CharModel, window: int) -> CharSampler:
 
 
 def prompt_context(vocab: Vocabulary, prompt: str) -> tuple[list[int], str, str]:
-  """The ids a prompt gives the model, the prompt as used, and the characters dropped from it.
+  """(ids: the end character then the prompt, the prompt as used, characters dropped from it).
 
-  The rule: a prompt begins a new message, so the context is the end character (the close of a
-  previous message, as everywhere in the corpus) followed by the prompt. An empty prompt is just
-  that end character: the model writes a whole message. A prompt shorter than the window is used
-  as it is (the model runs from a zero state over it, as over the start of a training window);
-  of a longer one only the last `window` characters matter. Characters outside the vocabulary
-  are dropped (and reported); a newline in the prompt is the end character and ends a message.
+  A prompt begins a new message, as after any message of the corpus; characters outside the
+  vocabulary are dropped.
   """
   kept, dropped = vocab.known(prompt)
   return [vocab.end_id] + vocab.encode(kept).tolist(), kept, dropped

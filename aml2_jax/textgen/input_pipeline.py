@@ -1,9 +1,4 @@
-"""The text generator's data: the SMS messages as characters, held-out messages, and windows.
-
-Two held-out parts of whole messages (`char_corpus.split_messages`): validation
-(`config.data.val_fraction` of the distinct normalised messages; it picks the checkpoint) and
-test (`config.data.test_fraction`; scored once, at the end).
-"""
+"""The text generator's data: the SMS messages as characters, held-out messages, and windows."""
 
 from pathlib import Path
 
@@ -16,19 +11,12 @@ from aml2_jax.datasets.char_corpus import CharCorpus, Vocabulary
 from aml2_jax.errors import UserError
 
 
-def load_messages(config: ml_collections.ConfigDict) -> list[str]:
-  """The SMS messages a run uses: all, or the first `config.data.limit_messages`."""
-  messages = sms.load_sms_spam(config.data.dir).texts
-  if config.data.limit_messages:  # Smoke runs use a prefix.
-    messages = messages[:config.data.limit_messages]
-  return messages
-
-
 def load_corpus(config: ml_collections.ConfigDict) -> CharCorpus:
-  """The SMS corpus, encoded and split into training, validation and test messages."""
+  """The SMS messages (the first `data.limit_messages`, 0 = all), encoded and split into training,
+  validation and test messages (`char_corpus.split_messages`)."""
   d = config.data
-  corpus = char_corpus.build_corpus(load_messages(config), d.val_fraction, d.test_fraction,
-                                    seed=d.split_seed)
+  messages = sms.load_sms_spam(d.dir).texts[:d.limit_messages or None]
+  corpus = char_corpus.build_corpus(messages, d.val_fraction, d.test_fraction, seed=d.split_seed)
   for part, ids in (('val', corpus.val_ids), ('test', corpus.test_ids)):
     if len(ids) <= d.window:
       raise UserError(f'the {part} text has {len(ids)} characters, not more than '
@@ -37,11 +25,8 @@ def load_corpus(config: ml_collections.ConfigDict) -> CharCorpus:
 
 
 def train_starts(config: ml_collections.ConfigDict, corpus: CharCorpus) -> np.ndarray:
-  """Start offsets int32 [windows] of the training windows (a fixed subset if max_windows).
-
-  With `config.data.random_offsets`, the windows of the cyclic text at offset 0; the train step
-  moves them by each epoch's offset.
-  """
+  """Start offsets int32 [windows] of the training windows (a fixed subset if max_windows); with
+  `data.random_offsets`, of the cyclic text at offset 0 (the step adds each epoch's offset)."""
   if config.data.random_offsets:
     starts = char_corpus.cyclic_window_starts(len(corpus.train_ids), config.data.window)
   else:
@@ -50,11 +35,9 @@ def train_starts(config: ml_collections.ConfigDict, corpus: CharCorpus) -> np.nd
   return char_corpus.subsample(starts, config.data.max_windows, config.seed)
 
 
-def held_out_starts(config: ml_collections.ConfigDict, ids: np.ndarray,
-                    stride: int) -> np.ndarray:
+def held_out_starts(config: ml_collections.ConfigDict, ids: np.ndarray, stride: int) -> np.ndarray:
   """Every `stride`-th next-char window of a held-out text (validation or test)."""
-  starts = char_corpus.window_starts(len(ids), config.data.window, 'next_char')
-  return starts[::stride]
+  return char_corpus.window_starts(len(ids), config.data.window, 'next_char')[::stride]
 
 
 def save_vocabulary(workdir: Path, vocab: Vocabulary) -> None:

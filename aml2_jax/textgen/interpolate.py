@@ -1,19 +1,8 @@
-"""A trained network and the Kneser-Ney 5-gram, interpolated: one weight, picked on validation.
+"""A trained network and the Kneser-Ney n-gram, mixed with one weight picked on validation.
 
-For the character after each 100-character window of a held-out text,
-
-  P(x) = w P_network(x | window) + (1 - w) P_kn(x | last 4 characters)
-
-both distributions over the same vocabulary, so the mixture is one too. The weight w is the one
-of `WEIGHTS` with the lowest validation bits/char; the test text is scored once, with that
-weight. The network is the run's best checkpoint (lowest validation loss), restored with the
-config the run saved (`config.json`); the 5-gram is `baselines.KneserNey`, counted on the same
-training text.
-
-Run:      python -m aml2_jax.textgen.interpolate --workdir=RUN_DIR [--out=FILE] [--order=5]
-Expect:   a JSON of validation and test bits/char of the network, the 5-gram and the mixture,
-          printed and written to --out (default RUN_DIR/interpolated.json), in a minute or two
-          on a CPU.
+`python -m aml2_jax.textgen.interpolate --workdir=RUN_DIR [--out=FILE] [--order=5]` prints and
+writes validation and test bits/char of the network, the n-gram and the mixture
+(docs/textgen.md, "With the 5-gram").
 """
 
 import json
@@ -33,8 +22,7 @@ WEIGHTS = tuple(np.round(np.arange(0.0, 1.0001, 0.05), 2))  # The network's weig
 
 
 def mixture_bpc(network_nll: np.ndarray, ngram_probs: np.ndarray, weight: float) -> float:
-  """Bits/char of `weight` P_network + (1 - weight) P_ngram, from the network's per-target
-  cross-entropy (nats) [num] and the n-gram's target probabilities [num]."""
+  """Bits/char of w P_network + (1 - w) P_ngram, from network nats [num] and P_ngram [num]."""
   p = weight * np.exp(-np.asarray(network_nll, np.float64)) + (1 - weight) * ngram_probs
   return baselines.bits_per_char(p)
 
@@ -60,8 +48,7 @@ def window_nll(config, params, ids: np.ndarray) -> np.ndarray:
   """The network's cross-entropy (nats) [num] of the character after every window of `ids`."""
   model = make_model(config, int(params['dense']['bias'].shape[0]))
   nll = train_lib.window_nll_fn(model, config.data.window, config.eval.batch_size)
-  starts = input_pipeline.held_out_starts(config, ids, 1)
-  (losses,) = nll(params, jnp.asarray(ids), starts)
+  (losses,) = nll(params, jnp.asarray(ids), input_pipeline.held_out_starts(config, ids, 1))
   return np.asarray(losses, np.float64)
 
 
@@ -90,22 +77,15 @@ def run(workdir: Path, order: int = 5) -> dict:
   }
 
 
-def _define_flags() -> dict:
-  """The command's flags; defined only when run as a command, so importing defines none."""
-  return {
-      'workdir': flags.DEFINE_string('workdir', None, 'A trained text run.', required=True),
-      'out': flags.DEFINE_string('out', '', 'Where to write the JSON (default '
-                                 'WORKDIR/interpolated.json).'),
-      'order': flags.DEFINE_integer('order', 5, 'Order of the Kneser-Ney model.'),
-  }
+def main(argv) -> None:
+  del argv
+  workdir = Path(flags.FLAGS.workdir)
+  out = Path(flags.FLAGS.out or workdir / 'interpolated.json')
+  baselines.run_and_write(lambda: run(workdir, flags.FLAGS.order), out)
 
 
-def main(flag_values: dict) -> None:
-  workdir = Path(flag_values['workdir'].value)
-  out = Path(flag_values['out'].value or workdir / 'interpolated.json')
-  baselines.run_and_write(lambda: run(workdir, flag_values['order'].value), out)
-
-
-if __name__ == '__main__':
-  _FLAGS = _define_flags()
-  app.run(lambda argv: main(_FLAGS))
+if __name__ == '__main__':  # Flags only for the command: importing the module defines none.
+  flags.DEFINE_string('workdir', None, 'A trained text run.', required=True)
+  flags.DEFINE_string('out', '', 'Where to write the JSON (default WORKDIR/interpolated.json).')
+  flags.DEFINE_integer('order', 5, 'Order of the Kneser-Ney model.')
+  app.run(main)
