@@ -1,19 +1,6 @@
-"""Training-speed benchmark of every model: `python -m aml2_jax.bench [--models=..] [--peers] [--out=FILE]`.
-
-For each model, at its config's batch size and on its real data, it times the experiment's own
-jitted train chunk driven the way `train_loop` drives it (host-side slicing of the epoch order and
-the transfer of batch indices included), in a fresh process per model so that peak RSS is that
-model's alone. FLOPs per step come from XLA's cost analysis of one lowered step, with the
-recurrent scan unrolled for the count (XLA counts a loop body once). Two utilisation columns:
-achieved GFLOP/s over the f32 matmul rate measured in the same process at the step's dominant
-matmul shape (what that shape allows), and over the rate of a large square matmul (what the
-device can do). Memory is the process's peak RSS on CPU, the device's peak bytes in use on a GPU
-or TPU.
-
-Seeds in one program (`--seeds=N`, spam models): the same chunk timing for N seeds stacked on a
-seed axis (`training.seed_batch`, as `config.seeds_in_one_program` trains them), reported as
-seed-steps/s against the single-seed step rate (N runs one after another), and their ratio.
-"""
+"""Training-speed benchmark of every model, each timing the experiment's own jitted train chunk in
+a fresh process: `python -m aml2_jax.bench [--models=..] [--peers] [--out=FILE]`. What each field
+means: docs/performance.md."""
 
 import json
 import resource
@@ -24,8 +11,8 @@ import time
 
 from absl import app, flags
 
-_MODELS = flags.DEFINE_list('models', ['spam_rnn', 'spam_lstm', 'textgen_rnn', 'textgen_lstm', 'cgan'],
-                            'Models (config names) to benchmark.')
+_MODELS = flags.DEFINE_list('models', ['spam_rnn', 'spam_lstm', 'textgen_rnn', 'textgen_lstm',
+                                       'cgan'], 'Models (config names) to benchmark.')
 _OUT = flags.DEFINE_string('out', '', 'Write the JSON list here too.')
 _TINY = flags.DEFINE_bool('tiny', False, 'Short repeats, and smoke configs unless --peers (tests).')
 _VARIANT = flags.DEFINE_string('variant', '', 'Internal: the config variant a child benchmarks.')
@@ -67,13 +54,6 @@ def matmul_gflops(m: int, k: int, n: int, seconds: float) -> float:
   return 2 * m * k * n * reps / best / 1e9
 
 
-def large_matmul_gflops(seconds: float) -> float:
-  """The device's f32 rate on a large square matmul: 2048 on CPU, 8192 on accelerators."""
-  import jax
-  n = 2048 if jax.default_backend() == 'cpu' else 8192
-  return matmul_gflops(n, n, n, seconds)
-
-
 def peak_memory_mb() -> tuple[str, float]:
   """('host_rss' or 'device', peak MB): the process's RSS on CPU, the device's peak on GPU/TPU."""
   import jax
@@ -99,56 +79,54 @@ def step_flops(experiment, config, data) -> float:
 
 def time_chunks(task, config, seconds: float, repeats: int) -> tuple[float, list[float], int]:
   """(compile s, ms per step of each timed run, steps per call) of `task`'s jitted train chunk,
-  driven the way the loop drives it (a seed batch's steps count once for all its seeds)."""
+  driven as the `Trainer` drives it (a seed batch's steps count once for all its seeds)."""
   import jax
   from aml2_jax.training import loop as train_loop
-  from aml2_jax.runtime import sharding
-  from aml2_jax.training import config as config_lib
-  mesh = sharding.data_mesh(config.num_devices)
-  device_data = sharding.replicate(task.data, mesh)
-  sums = train_loop.zero_sums(task.train_step, task.state, device_data,
-                              train_loop.batch_shape(task, config.batch_size))
-  state, sums = sharding.replicate((task.state, sums), mesh)
-  chunk = train_loop.make_train_chunk(task.train_step, task.compiler_options)
-  order = train_loop.task_epoch_order(task, config.seed, 0, config.batch_size)
-  n = min(config_lib.per_backend(config, 'steps_per_call', config.steps_per_call), len(order))
-  batch = lambda i: sharding.shard_batch_axis(order[(i * n) % (len(order) - n + 1):][:n], mesh, -1)
+  trainer = train_loop.Trainer(task, config)  # Its setup only: no checkpoints, no logs.
+  state, sums = trainer.start()
+  data, order = trainer.data, trainer.epoch_order(0)
+  n = min(trainer.steps_per_call, len(order))
+  batch = lambda i: trainer.batch_idx(order, (i * n) % (len(order) - n + 1), n)
 
   start = time.perf_counter()
-  compiled = chunk.lower(state, sums, device_data, batch(0)).compile()
+  compiled = trainer.train_chunk.lower(state, sums, data, batch(0)).compile()
   compile_s = time.perf_counter() - start
-  state, sums, last = compiled(state, sums, device_data, batch(0))  # Warm-up.
+  state, sums, last = compiled(state, sums, data, batch(0))  # Warm-up.
   jax.block_until_ready(last)
   step_ms = []
   for _ in range(repeats):
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-      state, sums, last = compiled(state, sums, device_data, batch(calls))
+      state, sums, last = compiled(state, sums, data, batch(calls))
       calls += 1
     jax.block_until_ready(last)
     step_ms.append((time.perf_counter() - start) / (calls * n) * 1000)
   return compile_s, step_ms, n
 
 
-def bench_seeds(name: str, variant: str, num_seeds: int, seconds: float, repeats: int) -> dict:
-  """Seeds-in-one-program fields of a model's record: `num_seeds` seeds, each on its own split
-  (as `config.num_seeds` trains them), stacked into one vmapped program."""
+def with_seeds(record: dict, variant: str, num_seeds: int, seconds: float, repeats: int) -> dict:
+  """`record` with the timing of `num_seeds` seeds, each on its own split (as `config.num_seeds`
+  trains them), stacked into one vmapped program, and its ratio to N runs one after another."""
   from aml2_jax import experiment as experiment_lib
   from aml2_jax.spam import seeds as spam_seeds
   from aml2_jax.training import seed_batch
   from aml2_jax.training.config import load_config
-  config = load_config(name, variant)
+  config = load_config(record['model'], variant)
   config.num_seeds = num_seeds
   experiment = experiment_lib.get(config.experiment)
   runs = spam_seeds.run_configs(config)
   tasks = [experiment.build_task(run, experiment.load_data(run)) for run in runs]
   task = seed_batch.stack_tasks(tasks, [run.seed for run in runs])
   compile_s, step_ms, _ = time_chunks(task, config, seconds, repeats)
-  ms = statistics.median(step_ms)
-  return {'seeds': num_seeds, 'seeds_compile_s': round(compile_s, 2),
-          'seeds_ms_per_step': round(ms, 3),
-          'seed_steps_per_s_one_program': round(num_seeds / (ms / 1000), 1),
-          'seeds_repeats_ms': [round(t, 3) for t in step_ms]}
+  one_program = round(num_seeds / (statistics.median(step_ms) / 1000), 1)
+  # N runs one after another take N times as long for N times the steps: one seed's step rate.
+  sequential = 1000 / record['ms_per_step']
+  return {**record, 'seeds': num_seeds, 'seeds_compile_s': round(compile_s, 2),
+          'seeds_ms_per_step': round(statistics.median(step_ms), 3),
+          'seed_steps_per_s_one_program': one_program,
+          'seeds_repeats_ms': [round(t, 3) for t in step_ms],
+          'seed_steps_per_s_sequential': round(sequential, 1),
+          'seeds_speedup': round(one_program / sequential, 2)}
 
 
 def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
@@ -165,7 +143,8 @@ def bench_one(name: str, variant: str, seconds: float, repeats: int) -> dict:
   memory_kind, memory_mb = peak_memory_mb()  # Before the matmul probes add their own.
   flops = step_flops(experiment, config, data)
   peak = matmul_gflops(*MODELS[name], seconds=min(seconds, 2.0))
-  large = large_matmul_gflops(seconds=min(seconds, 2.0))
+  size = 2048 if jax.default_backend() == 'cpu' else 8192  # A large square matmul: the device's.
+  large = matmul_gflops(size, size, size, seconds=min(seconds, 2.0))
   achieved = flops / (ms / 1000) / 1e9
   return {'model': name, 'batch_size': config.batch_size, 'steps_per_call': n,
           'compile_s': round(compile_s, 2), 'ms_per_step': round(ms, 3),
@@ -187,23 +166,11 @@ def print_table(records: list[dict]) -> None:
           f'{r["samples_per_s"]:>11,.0f}{r["peak_memory_mb"]:>8.0f}{r["achieved_gflops"]:>9.1f}'
           f'{r["peak_gflops"]:>9.1f}{r["utilisation"]:>6.2f}{r["large_matmul_gflops"]:>9.1f}'
           f'{r["utilisation_of_large_matmul"]:>6.2f}')
-
-
-def with_seeds(record: dict, seeds: dict) -> dict:
-  """`record` with the seeds-in-one-program fields and their ratio to N runs one after another."""
-  # N runs one after another take N times as long for N times the steps: one seed's step rate.
-  sequential = 1000 / record['ms_per_step']
-  speedup = seeds['seed_steps_per_s_one_program'] / sequential
-  return {**record, **seeds, 'seed_steps_per_s_sequential': round(sequential, 1),
-          'seeds_speedup': round(speedup, 2)}
-
-
-def print_seeds(records: list[dict]) -> None:
   for r in records:
     if 'seeds' in r:
-      print(f'{r["model"]}: {r["seeds"]} seeds in one program {r["seed_steps_per_s_one_program"]:,.0f}'
-            f' seed-steps/s, one after another {r["seed_steps_per_s_sequential"]:,.0f}: '
-            f'{r["seeds_speedup"]:.2f}x')
+      print(f'{r["model"]}: {r["seeds"]} seeds in one program '
+            f'{r["seed_steps_per_s_one_program"]:,.0f} seed-steps/s, one after another '
+            f'{r["seed_steps_per_s_sequential"]:,.0f}: {r["seeds_speedup"]:.2f}x')
 
 
 def main(argv):
@@ -212,8 +179,7 @@ def main(argv):
     seconds, repeats = _timing()
     record = bench_one(_CHILD.value, _VARIANT.value, seconds, repeats)
     if _SEEDS.value > 1 and _CHILD.value in SEED_BATCH_MODELS:
-      record = with_seeds(record, bench_seeds(_CHILD.value, _VARIANT.value, _SEEDS.value,
-                                              seconds, repeats))
+      record = with_seeds(record, _VARIANT.value, _SEEDS.value, seconds, repeats)
     print(json.dumps(record))
     return
   unknown = [m for m in _MODELS.value if m not in MODELS]
@@ -222,15 +188,12 @@ def main(argv):
   if _PEERS.value:
     from aml2_jax import peers  # pylint: disable=g-import-not-at-top
     # The peers' batch sizes are the full configs': ours runs those too, even with --tiny.
-    result = peers.side_by_side(_MODELS.value, _ROUNDS.value,
+    output = peers.side_by_side(_MODELS.value, _ROUNDS.value,
                                 lambda name: run_child(name, variant=''), *_timing())
-    peers.print_comparison(result)
-    output = result
+    peers.print_comparison(output)
   else:
-    records = [run_child(name) for name in _MODELS.value]
-    print_table(records)
-    print_seeds(records)
-    output = records
+    output = [run_child(name) for name in _MODELS.value]
+    print_table(output)
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
       json.dump(output, f, indent=2)
@@ -246,7 +209,8 @@ def run_child(name: str, variant: str | None = None) -> dict:
   if variant is None:
     variant = 'smoke' if _TINY.value else ''
   args = [sys.executable, '-m', 'aml2_jax.bench', f'--child={name}', f'--variant={variant}']
-  args += ['--tiny'] if _TINY.value else [f'--seconds={_SECONDS.value}', f'--repeats={_REPEATS.value}']
+  args += ['--tiny'] if _TINY.value else [f'--seconds={_SECONDS.value}',
+                                          f'--repeats={_REPEATS.value}']
   args += [f'--seeds={_SEEDS.value}']
   result = subprocess.run(args, capture_output=True, text=True)
   if result.returncode:

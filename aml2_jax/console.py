@@ -1,9 +1,6 @@
-"""What a run tells its user on the terminal: one place, so that multi-process runs speak once.
+"""What a run tells its user: on process 0 only, so that a multi-process run speaks once.
 
-Library chatter goes through absl logging (quiet unless `--verbose`); what the user should read
-(the data a run found, per-epoch metrics, where results went) goes through `say`, which prints
-on process 0 only. Progress bars (on stderr, when it is a terminal) and the per-epoch lines are
-made in `aml2_jax.runtime.metrics_logging` (`progress_bar`, `epoch_line`).
+Library chatter goes through absl logging (quiet unless `--verbose`).
 """
 
 import sys
@@ -17,12 +14,12 @@ def is_main_process() -> bool:
 
 
 def say(message: str) -> None:
-  """Prints a line for the user (stdout, flushed), on process 0 only."""
+  """Prints a line for the user on stdout (process 0 only)."""
   if is_main_process():
     print(message, flush=True)
 
 
 def warn(message: str) -> None:
-  """Prints a note the user should not miss (stderr), on process 0 only."""
+  """Prints a note the user should not miss on stderr (process 0 only)."""
   if is_main_process():
     print(message, file=sys.stderr, flush=True)

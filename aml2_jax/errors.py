@@ -1,9 +1,6 @@
-"""The one exception type for problems a user can fix.
-
-`launch.py` prints a `UserError` as a single line on stderr and exits non-zero, with no traceback
-(unless `--verbose`). Its message names the problem and the fix.
-"""
+"""The one exception type for problems a user can fix."""
 
 
 class UserError(Exception):
-  """A problem with the user's input (data file, config, checkpoint, workdir), not a bug."""
+  """Bad input (data, config, checkpoint, workdir): `launch.py` prints its message, which names
+  the problem and the fix, as one line and exits 2, with no traceback unless `--verbose`."""

@@ -1,18 +1,12 @@
-"""Reading and writing the project's small JSON files, without importing JAX.
+"""The project's one JSON reader and writer, without JAX (the report imports it).
 
-- `read_json_object(path)`: the JSON object in a file, or {} when it is missing or unreadable.
-- `read_jsonl(path)`: the records of a JSON-lines file, without a torn last line.
-- `write_json(path, record)` / `atomic_write_text(path, text)`: a temporary file beside `path`,
-  fsync, then a rename, so that a reader (or a kill) never sees half a file.
-
-Writes raise the `OSError` of a failing disk as is: callers that owe the user one line wrap the
-call in `runtime.storage.writing`, and multi-process runs let process 0 alone call it.
+Writes raise a disk's `OSError` as is; `runtime.storage` turns it into one line for the user.
 """
 
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from aml2_jax.errors import UserError
 from aml2_jax.runtime import faults  # Standard library only: no JAX.
@@ -28,8 +22,7 @@ def read_json_object(path: os.PathLike | str) -> dict:
 
 
 def read_jsonl(path: os.PathLike | str) -> list[dict]:
-  """The records of a JSON-lines file; a torn last line (a write cut short) is dropped, a bad
-  line before it is a `UserError`."""
+  """The records of a JSON-lines file; a torn last line (a write cut short) is dropped."""
   lines = Path(path).read_text(encoding='utf-8').splitlines()
   records = []
   for i, line in enumerate(lines):
@@ -42,15 +35,15 @@ def read_jsonl(path: os.PathLike | str) -> list[dict]:
   return records
 
 
-def atomic_write_text(path: os.PathLike | str, text: str) -> None:
-  """Writes UTF-8 `text` to `path` through a temporary file, fsync and a rename."""
+def atomic_write(path: os.PathLike | str, write: Callable[[Path], None]) -> None:
+  """Calls `write(tmp)` for a temporary file beside `path`, then renames it to `path`.
+
+  The rename is atomic on POSIX: a reader, a kill or a full disk never leaves half a file.
+  """
   path = Path(path)
   tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
   try:
-    with open(tmp, 'wb') as f:
-      f.write(text.encode('utf-8'))
-      f.flush()
-      os.fsync(f.fileno())  # On disk before the rename makes it the real file.
+    write(tmp)
     faults.crash_point(f'write:{path}')  # Written but not renamed: the old file must stay whole.
     tmp.replace(path)
   except BaseException:
@@ -58,6 +51,16 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> None:
     raise
 
 
+def atomic_write_text(path: os.PathLike | str, text: str) -> None:
+  """Writes UTF-8 `text` to `path` through a temporary file, fsync and a rename."""
+  def write(tmp: Path) -> None:
+    with open(tmp, 'wb') as f:
+      f.write(text.encode('utf-8'))
+      f.flush()
+      os.fsync(f.fileno())  # On disk before the rename makes it the real file.
+  atomic_write(path, write)
+
+
 def write_json(path: os.PathLike | str, record: Mapping) -> None:
-  """Writes `record` as indented JSON with sorted keys, atomically (see `atomic_write_text`)."""
+  """Writes `record` as indented JSON with sorted keys, atomically."""
   atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + '\n')

@@ -1,12 +1,6 @@
-"""Side by side with the PyTorch and Keras implementations of `benchmarks/peers/`, in one run.
-
-`python -m aml2_jax.bench --peers` calls `side_by_side`: for each round and model, this project's
-train step and every peer's (PyTorch eager, `torch.compile`, Keras 3 on JAX) are timed one after
-another, each in a fresh process, in an order that rotates from round to round, so that a machine
-whose speed drifts treats every implementation alike. Per implementation the median over rounds
-is kept; the ratio is the fastest peer's ms/step over this project's. Needs
-`pip install -r requirements-peers.txt`.
-"""
+"""This project's train steps side by side with the PyTorch and Keras peers of
+`benchmarks/peers/`, each in a fresh process, in an order that rotates every round (how and why:
+docs/performance.md). Needs `pip install -r requirements-peers.txt`."""
 
 import datetime
 import json
@@ -60,7 +54,8 @@ def side_by_side(models: list[str], rounds: int, run_ours: Callable[[str], dict]
         record = run_ours(model) if impl == OURS else run_peer(impl, model, seconds, repeats)
         runs[model][impl].append(record)
         shown = record.get('ms_per_step', record.get('error', '?'))
-        print(f'round {r + 1}/{rounds} {model} {impl}: {shown} ms/step', file=sys.stderr, flush=True)
+        print(f'round {r + 1}/{rounds} {model} {impl}: {shown} ms/step', file=sys.stderr,
+              flush=True)
   return {'machine': machine(), 'rounds': rounds,
           'models': {model: _summarise(runs[model]) for model in models}}
 
@@ -71,18 +66,17 @@ def _summarise(by_impl: dict[str, list[dict]]) -> dict:
   for impl, records in by_impl.items():
     times = [r['ms_per_step'] for r in records if 'ms_per_step' in r]
     errors = [r['error'] for r in records if 'error' in r]
-    summary[impl] = {'ms_per_step': round(statistics.median(times), 3) if times else None,
-                     'rounds_ms': times, 'batch_size': next(
-                         (r['batch_size'] for r in records if 'batch_size' in r), None)}
+    batch_size = next((r['batch_size'] for r in records if 'batch_size' in r), None)
+    mine = summary[impl] = {'ms_per_step': round(statistics.median(times), 3) if times else None,
+                            'rounds_ms': times, 'batch_size': batch_size}
     if errors:
-      summary[impl]['error'] = errors[0]
+      mine['error'] = errors[0]
     for key in OURS_ONLY:
       values = [r[key] for r in records if key in r]
       if values:
-        summary[impl][key] = round(statistics.median(values), 3)
-    if times and summary[impl]['batch_size']:
-      summary[impl]['samples_per_s'] = round(
-          summary[impl]['batch_size'] / summary[impl]['ms_per_step'] * 1000, 1)
+        mine[key] = round(statistics.median(values), 3)
+    if times and batch_size:
+      mine['samples_per_s'] = round(batch_size / mine['ms_per_step'] * 1000, 1)
   peers = {p: summary[p]['ms_per_step'] for p in PEERS if summary[p]['ms_per_step']}
   if peers and summary[OURS]['ms_per_step']:
     fastest = min(peers, key=peers.get)
@@ -92,6 +86,7 @@ def _summarise(by_impl: dict[str, list[dict]]) -> dict:
 
 
 def print_comparison(result: dict) -> None:
+  """The medians as a table on stdout."""
   print(f'{"model":<14}' + ''.join(f'{impl:>15}' for impl in (OURS,) + PEERS) + f'{"speed-up":>10}')
   for model, s in result['models'].items():
     cells = ''.join(f'{s[impl]["ms_per_step"] or float("nan"):>15.2f}' for impl in (OURS,) + PEERS)

@@ -528,11 +528,11 @@ def _cgan_args(workdir: Path, data_root: Path) -> list[str]:
 
 def _cgan_config():
   """The config `_cgan_args` gives, for calling the modes in this process."""
-  from aml2_jax.training.config import field, load_config  # pylint: disable=g-import-not-at-top
+  from aml2_jax.training.config import load_config  # pylint: disable=g-import-not-at-top
   config = load_config('cgan', 'smoke')
   for name, value in CGAN_OVERRIDES.items():
     *groups, last = name.split('.')
-    (field(config, '.'.join(groups)) if groups else config)[last] = value
+    (config['.'.join(groups)] if groups else config)[last] = value
   return config
 
 

@@ -1,10 +1,5 @@
-"""Experiment 3, the main job: a conditional GAN on Fashion-MNIST, judged by a classifier.
-
-Modules: `models` (the MLP generator and discriminator), `train` (state, jitted step, task),
-`generate` (batched image generation), `judge` (the classifier that judges, trained by a step of
-its own), `quality` (its metrics and CAS), `metrics` (FID and the other formulas), `sample` (the
-sample mode). Training ends with the quality evaluation unless `config.eval.after_training` is off.
-"""
+"""Experiment 3, the main job: a conditional GAN on Fashion-MNIST, judged by a classifier; its
+training ends with the quality evaluation (`quality`) unless `config.eval.after_training` is off."""
 
 import time
 from pathlib import Path
@@ -41,19 +36,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                     f'config.data.limit={config.data.limit}; lower it (0 = no validation slice).')
   if not 0 < config.optim.real_label <= 1:
     raise UserError(f'config.optim.real_label is {config.optim.real_label}: it must be in (0, 1].')
-  check_recipe(config)
-  config_lib.check_choice(config, 'model.dtype', ('float32', 'bfloat16'))
-  config_lib.check_choice(config, 'model.ops', fast_ops.OPS)
-
-
-def check_recipe(config: ml_collections.ConfigDict) -> None:
-  """Refuses recipe options (`config.optim`) that make no sense."""
   config_lib.check_non_negative(config, 'optim.d_learning_rate', 'optim.r1_weight')
   config_lib.check_positive(config, 'optim.d_steps')
   config_lib.check_choice(config, 'optim.loss', losses.LOSSES)
   if config.optim.loss == 'hinge' and config.optim.real_label != 1:
     raise UserError('config.optim.real_label applies to the bce loss only; '
                     'with --config.optim.loss=hinge leave it at 1.')
+  config_lib.check_choice(config, 'model.dtype', ('float32', 'bfloat16'))
+  config_lib.check_choice(config, 'model.ops', fast_ops.OPS)
 
 
 def load_data(config: ml_collections.ConfigDict) -> fashion_mnist.FashionMnist:
@@ -67,27 +57,24 @@ def param_trees(config: ml_collections.ConfigDict) -> dict:
 
 
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:
-  """Trains (resuming if possible), then measures the generator's quality into results.json.
-
-  Announced steps: the judge (trained once if its workdir has none; the per-epoch check and the
-  evaluation use it), the GAN's training, the evaluation.
-  """
+  """Trains (resuming if possible), then measures the generator's quality into results.json, in
+  announced steps: the judge (trained once), the GAN's training, the evaluation."""
   with WorkdirLock(workdir):
     write_config(workdir, config)
     data = load_data(config)
     # The step training resumes from: 0 for a fresh run, the last one when only evaluation is left.
     resumed_from = restore.refuse_incompatible(workdir, train_lib.model_meta(config)) or 0
     checked = bool(config.data.val_size and config.eval.epoch_num_per_class)
-    steps = Steps(['judge'] * (checked or config.eval.after_training) + ['GAN training']
-                  + ['evaluation'] * config.eval.after_training)
+    steps = (['judge'] * (checked or config.eval.after_training) + ['GAN training']
+             + ['evaluation'] * config.eval.after_training)
     judge, epoch_check = None, None
-    if 'judge' in steps.names:
-      steps.start('judge')
+    if 'judge' in steps:
+      announce(steps, 'judge')
       judge = ensure_judge(config, workdir)
     if checked:
       epoch_check = quality.epoch_metrics(config, judge, quality.references(config, data)[0])
-    steps.start('GAN training', f'{config.num_epochs} epoch{"s" * (config.num_epochs != 1)} '
-                                f'in {workdir}')
+    announce(steps, 'GAN training', f'{config.num_epochs} epoch{"s" * (config.num_epochs != 1)} '
+                                    f'in {workdir}')
     start = time.perf_counter()
     state = train_lib.train(config, workdir, data, epoch_check)
     train_seconds = time.perf_counter() - start
@@ -96,7 +83,7 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
     console.say(f'trained in {train_seconds:.0f} s; samples in {workdir / "samples"}')
     if not config.eval.after_training:
       return {}
-    steps.start('evaluation')
+    announce(steps, 'evaluation')
     extra = {'train_wall_s': round(train_seconds, 1), 'resumed_from_step': resumed_from,
              'seconds': {'gan_training': round(train_seconds, 1)}}
     return quality.evaluate_and_write(config, workdir, train_lib.generator_params(config, state),
@@ -108,25 +95,20 @@ def evaluate(config, workdir: Path, options=None) -> dict:
   workdir has none), then the evaluation."""
   g_params = train_lib.restore_generator(config, workdir)
   with WorkdirLock(workdir):
-    steps = Steps(['judge', 'evaluation'])
-    steps.start('judge')
+    steps = ['judge', 'evaluation']
+    announce(steps, 'judge')
     judge = ensure_judge(config, workdir)
-    steps.start('evaluation')
+    announce(steps, 'evaluation')
     extra = run_record.training_facts(workdir)
     if 'train_wall_s' in extra:
       extra['seconds'] = {'gan_training': extra['train_wall_s']}
     return quality.evaluate_and_write(config, workdir, g_params, load_data(config), extra, judge)
 
 
-class Steps:
-  """Announces a mode's named steps on the console: `step 2/3: GAN training (...)`."""
-
-  def __init__(self, names: list[str]):
-    self.names = names
-
-  def start(self, name: str, detail: str = '') -> None:
-    detail = f' ({detail})' if detail else ''
-    console.say(f'step {self.names.index(name) + 1}/{len(self.names)}: {name}{detail}')
+def announce(steps: list[str], name: str, detail: str = '') -> None:
+  """Says which of a mode's named `steps` starts: `step 2/3: GAN training (...)`."""
+  detail = f' ({detail})' if detail else ''
+  console.say(f'step {steps.index(name) + 1}/{len(steps)}: {name}{detail}')
 
 
 MODES = {'train': train_and_evaluate, 'eval': evaluate, 'sample': sample}

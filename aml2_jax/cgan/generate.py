@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aml2_jax.cgan.models import Generator, make_model
+from aml2_jax.cgan.models import NUM_CLASSES, Generator, make_model
 from aml2_jax.training import inference
 
 BATCH = 1000  # Images per jitted call (one compiled shape).
@@ -20,7 +20,7 @@ def class_grid_labels(classes, num_per_class: int) -> np.ndarray:
 
 @functools.cache
 def _images_fn(g: Generator):
-  """`(params, noise [num, latent], labels [num]) -> [uint8 images [num, 28, 28]]`."""
+  """`(params, noise [num, latent], labels [num]) -> [uint8 images [num, 28, 28]]`, batched."""
 
   def images(params, noise, labels):
     out = g.apply({'params': params}, noise, labels)
@@ -49,3 +49,10 @@ def generate(config: ml_collections.ConfigDict, g_params, labels: np.ndarray,
   z = noise(seed, len(labels), config.model.latent_dim)
   (images,) = _images_fn(g)(g_params, z, np.asarray(labels, np.int32))
   return images
+
+
+def class_grid(config: ml_collections.ConfigDict, g_params, num_per_class: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 images [10 * num_per_class, 28, 28], labels): `num_per_class` of every class."""
+  labels = class_grid_labels(range(NUM_CLASSES), num_per_class)
+  return generate(config, g_params, labels, seed), labels

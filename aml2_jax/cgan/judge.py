@@ -1,9 +1,5 @@
-"""The judge: the Fashion-MNIST classifier that measures the cGAN's images.
-
-`ensure_judge` is the named step of the cGAN's train and eval modes that trains it, once, in its
-own workdir (`configs/fmnist_classifier.py`); `Judge` only restores it, and refuses in one line,
-with the command that trains it, when there is none.
-"""
+"""The judge, the Fashion-MNIST classifier that measures the cGAN's images: trained once by
+`ensure_judge` (a named step of the cGAN's train and eval modes), restored by `Judge`."""
 
 import time
 from pathlib import Path
@@ -20,8 +16,8 @@ from aml2_jax.training.config import load_config
 
 
 def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The judge's config (`configs/fmnist_classifier.py`, variant `eval.classifier_variant`), on
-  the cGAN's data and devices (a multi-process run trains it on all of them)."""
+  """`configs/fmnist_classifier.py` (variant `eval.classifier_variant`) on the cGAN's data and
+  devices (a multi-process run trains it on all of them)."""
   judge = load_config('fmnist_classifier', config.eval.classifier_variant)
   judge.data.dir = config.data.dir
   judge.num_devices = config.num_devices
@@ -35,9 +31,8 @@ def judge_workdir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
 
 
 def ensure_judge(config: ml_collections.ConfigDict, workdir: Path) -> 'Judge':
-  """The judge: restored from `judge_workdir`, after training it there when it has no finished
-  training (one cut short resumes from its checkpoint). Says which on the console; the seconds
-  spent training are `Judge.train_seconds`."""
+  """The judge from `judge_workdir`, trained there first (or its cut-short training resumed) when
+  it has no finished training; says which on the console."""
   judge_dir, judge = judge_workdir(config, workdir), judge_config(config)
   if Judge.trained(judge_dir):
     console.say(f'judge: the trained classifier in {judge_dir}')
@@ -54,11 +49,8 @@ def ensure_judge(config: ml_collections.ConfigDict, workdir: Path) -> 'Judge':
 
 
 class Judge:
-  """The trained Fashion-MNIST classifier, restored from its workdir (`ensure_judge` trains it).
-
-  Keeps its outputs on each real reference (`real_outputs`), so that they are computed once per
-  process however many evaluations use them.
-  """
+  """The trained classifier, restored from its workdir; refuses in one line, naming the command
+  that trains it, when there is none."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: Path, train_seconds: float = 0.0):
     self.config = judge_config(config)
@@ -81,14 +73,13 @@ class Judge:
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [num, 28, 28] -> (logits [num, 10], features [num, feature_dim])."""
-    logits, features = classifier_lib.predict_fn(self.model)(self.params, images)
-    return logits, features
+    return tuple(classifier_lib.predict_fn(self.model)(self.params, images))
 
   def features(self, images: np.ndarray) -> np.ndarray:
     return self(images)[1]
 
   def real_outputs(self, ref) -> tuple[np.ndarray, np.ndarray]:
-    """`self(ref.images)` for a `quality.Reference`, computed on the first call for its name."""
+    """`self(ref.images)` for a `quality.Reference`, computed once per process."""
     if ref.name not in self._real:
       self._real[ref.name] = self(ref.images)
     return self._real[ref.name]

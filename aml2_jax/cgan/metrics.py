@@ -1,8 +1,5 @@
-"""Numbers for how good generated images are, judged by an independent classifier.
-
-FID here is computed in the project's own Fashion-MNIST classifier's feature space: it is
-comparable across runs of this project only, never with Inception-FID figures.
-"""
+"""Formulas for how good generated images are: FID (in the judge's feature space, so comparable
+within this project only, never with Inception-FID figures), accuracies, class entropy."""
 
 import warnings
 
@@ -25,11 +22,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 def frechet_distance_of_moments(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray,
                                 cov_b: np.ndarray) -> float:
-  """The Fréchet distance of Gaussians N(mu_a [dim], cov_a [dim, dim]) and N(mu_b, cov_b).
-
-  Raises:
-    ValueError: the matrix root has a non-negligible imaginary part (see `IMAGINARY_TOLERANCE`).
-  """
+  """The Fréchet distance of Gaussians N(mu_a [dim], cov_a [dim, dim]) and N(mu_b, cov_b); a
+  ValueError when the matrix root is not real (see `IMAGINARY_TOLERANCE`)."""
   covmean = _matrix_sqrt(cov_a @ cov_b)
   if not np.isfinite(covmean).all():  # Near-singular product: regularise as the reference FID.
     offset = np.eye(len(cov_a)) * 1e-6
@@ -46,7 +40,6 @@ def frechet_distance_of_moments(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.nd
 
 
 def _matrix_sqrt(matrix: np.ndarray) -> np.ndarray:
-  """scipy's principal square root, without its singular-matrix warning."""
   with warnings.catch_warnings():  # Dead ReLU features make the product singular: handled above.
     warnings.simplefilter('ignore', scipy.linalg.LinAlgWarning)
     # No `disp`: deprecated in SciPy 1.16, removed in 1.18; without it only the root is returned.
@@ -58,14 +51,15 @@ def conditional_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(predicted == labels))
 
 
-def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> np.ndarray:
+def per_class_accuracy(predicted: np.ndarray, labels: np.ndarray,
+                       num_classes: int = 10) -> np.ndarray:
   """[num_classes] share of each class's images classified as that class (NaN if absent)."""
   return np.array([np.mean(predicted[labels == c] == c) if np.any(labels == c) else np.nan
                    for c in range(num_classes)])
 
 
 def class_entropy(predicted: np.ndarray, num_classes: int = 10) -> float:
-  """Entropy (nats) of the predicted-class histogram: ln(10) = 2.303 when all classes appear equally."""
+  """Entropy (nats) of the predicted-class histogram: ln(10) when all classes appear equally."""
   counts = np.bincount(predicted, minlength=num_classes).astype(np.float64)
   p = counts[counts > 0] / counts.sum()
   return float(-(p * np.log(p)).sum())

@@ -1,22 +1,6 @@
-"""How good the generator's images are, measured by an independent classifier (the judge).
-
-For images generated for known labels: conditional accuracy (the share the judge assigns to their
-label), per-class accuracy, class-histogram entropy, FID in the judge's feature space, and CAS
-(the judge's architecture trained only on generated images, tested on real ones).
-
-Two real references, two uses. The validation images (`config.data.val_size` training images,
-stratified) are what every choice looks at: the per-epoch curves, the checkpoint kept as best,
-recipe comparisons; their metrics are the `val_*` keys. The test set is scored once, at the end,
-with freshly generated images (`test_*`); nothing is chosen by it.
-
-The judge is trained by its own step of the cGAN's train and eval modes (`judge.ensure_judge`,
-before anything it judges), once, and restored by later runs. Every phase survives a kill and the
-same command finishes it without retraining the GAN: the judge and the CAS classifier train in the
-shared loop, so they resume from their checkpoints; the scores and the CAS accuracy go into
-`PROGRESS_FILE` (atomically) as soon as they exist, stamped with a digest of the generator, the
-judge and the evaluation config, and a later run reuses them only for that same digest. The file
-is removed once `results.json` is written, so a fresh `--mode=eval` computes everything again.
-"""
+"""How good the generator's images are, measured by the judge: conditional accuracy, per-class
+accuracy, class entropy, judge-space FID and CAS, against the validation slice (`val_*`) and the
+test set (`test_*`). The protocol, and how a killed evaluation resumes: docs/cgan.md."""
 
 import dataclasses
 import hashlib
@@ -31,7 +15,6 @@ import numpy as np
 from aml2_jax import console
 from aml2_jax.cgan import generate, metrics
 from aml2_jax.cgan.judge import Judge
-from aml2_jax.cgan.models import NUM_CLASSES
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.fmnist_classifier import train as classifier_lib
 from aml2_jax.runtime import faults, storage
@@ -58,8 +41,7 @@ class Reference:
 
 
 def references(config, data: fashion_mnist.FashionMnist) -> list[Reference]:
-  """The validation slice of the training images (unless `data.val_size` is 0), then the test
-  set."""
+  """The validation slice of the training images (unless `data.val_size` is 0), the test set."""
   refs = []
   if config.data.val_size:
     idx = fashion_mnist.validation_indices(data.train_labels, config.data.val_size,
@@ -84,22 +66,10 @@ def quality_metrics(judge: Judge, images: np.ndarray, labels: np.ndarray,
   }
 
 
-def scored_against(config, judge: Judge, g_params, ref: Reference, real_features: np.ndarray,
-                   num_per_class: int) -> dict:
-  """`quality_metrics` of `num_per_class` fresh images a class, against `ref` (whose judge
-  features are `real_features`), keys prefixed with the reference's name."""
-  labels = generate.class_grid_labels(range(NUM_CLASSES), num_per_class)
-  images = generate.generate(config, g_params, labels, seed=config.seed + ref.seed_offset)
-  found = quality_metrics(judge, images, labels, real_features)
-  return {f'{ref.name}_{k}': v for k, v in found.items()}
-
-
 def judge_facts(judge: Judge, data: fashion_mnist.FashionMnist, test_outputs: tuple,
                 seed: int) -> dict:
-  """The judge's test accuracy, and the FID floor: real training images against the test set.
-
-  `test_outputs` is the judge's (logits, features) of the test set, shared with the test FID.
-  """
+  """The judge's test accuracy, and the FID floor: real training images against the test set
+  (`test_outputs`: the judge's (logits, features) of the test set)."""
   logits, test_features = test_outputs
   subset = np.random.default_rng(seed).permutation(len(data.train_images))[:len(data.test_images)]
   return {'classifier_test_accuracy': metrics.conditional_accuracy(logits.argmax(-1),
@@ -109,36 +79,28 @@ def judge_facts(judge: Judge, data: fashion_mnist.FashionMnist, test_outputs: tu
 
 
 def epoch_metrics(config, judge: Judge, ref: Reference):
-  """The per-epoch check of training: `(state_params) -> {val_conditional_accuracy, val_fid}` on
+  """The per-epoch check: `(g_params) -> {val_conditional_accuracy, val_fid}` on
   `config.eval.epoch_num_per_class` images a class (fixed noise), against the validation slice.
-
-  A smaller sample than the final evaluation's, so its FID reads higher (FID is biased upward in
-  small samples); it is for the curve's shape and for keeping the best checkpoint.
-  """
+  A smaller sample than the final evaluation's, so its FID reads higher (biased upward)."""
   real_features = judge.real_outputs(ref)[1]
-  labels = generate.class_grid_labels(range(NUM_CLASSES), config.eval.epoch_num_per_class)
 
   def evaluate(g_params) -> dict:
-    images = generate.generate(config, g_params, labels, seed=config.seed + SEED_EPOCH)
+    images, labels = generate.class_grid(config, g_params, config.eval.epoch_num_per_class,
+                                         seed=config.seed + SEED_EPOCH)
     found = quality_metrics(judge, images, labels, real_features)
     return {'val_conditional_accuracy': found['conditional_accuracy'], 'val_fid': found['fid']}
   return evaluate
 
 
 def cas_accuracies(config, judge: Judge, workdir: Path, g_params, refs: list[Reference],
-                   digest: str = '') -> dict:
-  """Classification accuracy score: the judge's architecture trained only on generated images,
-  then tested on each real reference (`val_cas_accuracy`, `test_cas_accuracy`).
-
-  It trains by the judge's fixed recipe (no per-epoch check: nothing is chosen). Resumes the
-  classifier's training when `cas_classifier/` was trained for the same `digest` (see
-  `evaluation_digest`); otherwise its checkpoints belong to another generator and go.
-  """
-  labels = generate.class_grid_labels(range(NUM_CLASSES), config.eval.cas_num_per_class)
-  images = generate.generate(config, g_params, labels, seed=config.seed + SEED_CAS)
+                   digest: str) -> dict:
+  """`{ref}_cas_accuracy`: the judge's architecture and recipe trained only on generated images,
+  tested on each real reference; resumes `cas_classifier/` if trained for the same `digest`."""
+  images, labels = generate.class_grid(config, g_params, config.eval.cas_num_per_class,
+                                       seed=config.seed + SEED_CAS)
   cas_dir = workdir / 'cas_classifier'
   stamp = {'generator_sha256': digest}
-  if digest and storage.read_json_object(cas_dir / CAS_STAMP) == stamp:
+  if storage.read_json_object(cas_dir / CAS_STAMP) == stamp:
     console.say(f'resuming the CAS classifier in {cas_dir}')
   else:
     shutil.rmtree(cas_dir, ignore_errors=True)  # Its checkpoints belong to another generator.
@@ -152,8 +114,7 @@ def cas_accuracies(config, judge: Judge, workdir: Path, g_params, refs: list[Ref
 
 
 def evaluation_digest(config, g_params, judge: Judge) -> str:
-  """SHA-256 of what the evaluation's numbers depend on: the generator's and the judge's
-  parameters and the config fields that shape the evaluation."""
+  """SHA-256 of what the evaluation's numbers depend on: both nets' parameters, the config."""
   digest = hashlib.sha256()
   for leaf in jax.tree.leaves((g_params, judge.params)):
     digest.update(np.asarray(leaf).tobytes())
@@ -167,13 +128,8 @@ def evaluation_digest(config, g_params, judge: Judge) -> str:
 
 def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.FashionMnist,
                        extra: dict, judge: Judge) -> dict:
-  """Conditional accuracy, judge-space FID, class coverage and CAS into `results.json`: `val_*`
-  against the validation slice, `test_*` against the test set (see the module docstring).
-
-  Each phase's result is kept in `PROGRESS_FILE` until the results are written, so a run cut
-  short resumes after the last finished phase. `extra['seconds']` (phase wall times) is
-  completed with this evaluation's.
-  """
+  """Writes every metric into `results.json` (with `extra`, whose `seconds` it completes); a run
+  cut short resumes after the last phase kept in `PROGRESS_FILE`."""
   start = time.perf_counter()
   faults.crash_point('cgan-eval:judge-ready')
   digest = evaluation_digest(config, g_params, judge)
@@ -188,9 +144,10 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
   if 'quality' not in progress:
     progress['quality'] = judge_facts(judge, data, judge.real_outputs(refs[-1]), config.seed)
     for ref in refs:
-      progress['quality'].update(scored_against(config, judge, g_params, ref,
-                                                judge.real_outputs(ref)[1],
-                                                config.eval.num_per_class))
+      images, labels = generate.class_grid(config, g_params, config.eval.num_per_class,
+                                           seed=config.seed + ref.seed_offset)
+      found = quality_metrics(judge, images, labels, judge.real_outputs(ref)[1])
+      progress['quality'].update({f'{ref.name}_{k}': v for k, v in found.items()})
     write_json(progress_path, progress)
   faults.crash_point('cgan-eval:scored')
   if 'cas' not in progress:
@@ -199,15 +156,11 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
   faults.crash_point('cgan-eval:cas-done')
   seconds = {**extra.get('seconds', {}), 'judge_training': round(judge.train_seconds, 1),
              'evaluation': round(time.perf_counter() - start, 1)}
-  results = {
-      **extra,
-      **progress['quality'],
-      **progress['cas'],
-      'seconds': seconds,
-      'num_params_generator': count_params(g_params),
-      'num_val_images': len(refs[0].images) if refs[0].name == 'val' else 0,
-      'fid_note': "FID in the project's Fashion-MNIST classifier feature space, not Inception.",
-  }
+  results = {**extra, **progress['quality'], **progress['cas'], 'seconds': seconds,
+             'num_params_generator': count_params(g_params),
+             'num_val_images': len(refs[0].images) if refs[0].name == 'val' else 0,
+             'fid_note': "FID in the project's Fashion-MNIST classifier feature space, "
+                         'not Inception.'}
   write_json(workdir / 'results.json', results)
   with storage.writing(progress_path, '--workdir'):
     progress_path.unlink(missing_ok=True)

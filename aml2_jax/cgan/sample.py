@@ -14,9 +14,6 @@ from aml2_jax.errors import UserError
 from aml2_jax.plotting.image_grid import save_labelled_grid
 from aml2_jax.runtime import storage
 
-OUT_SUFFIXES = ('.png', '.npz')  # --out names either; both are written, side by side.
-
-
 def check_classes(classes: tuple[int, ...], num_per_class: int) -> None:
   """Refuses unknown labels and a non-positive count, naming the valid ones."""
   unknown = [c for c in classes if not 0 <= c < NUM_CLASSES]
@@ -32,7 +29,7 @@ def output_paths(out: str, workdir: Path) -> tuple[Path, Path]:
   """(PNG path, NPZ path) for `--out` (either suffix; default `<workdir>/samples/sample.png`),
   after checking that their folder can be written (created if missing)."""
   path = Path(out).expanduser() if out else Path(workdir) / 'samples' / 'sample.png'
-  if path.suffix.lower() not in OUT_SUFFIXES:
+  if path.suffix.lower() not in ('.png', '.npz'):  # Either names both, written side by side.
     raise UserError(f'--out={out} must end in .png or .npz: both are written, the labelled grid '
                     f'as {path.stem}.png and the images and labels as {path.stem}.npz.')
   folder = path.absolute().parent

@@ -1,28 +1,4 @@
-"""The SMS corpus as one character stream: vocabulary, held-out messages, training windows.
-
-Whole messages are held out for validation and for test, grouped by normalised text
-(`tokenizer.normalised_text`): every message that normalises alike goes to the same side, so no
-held-out message is a training message up to case, punctuation or spacing.
-
-The messages are joined into one text with `END_CHAR` after every message, and each character
-becomes an integer id. Training never materialises its windows: the text stays one int32 array and
-a batch of windows is gathered from it by start offset (`gather_windows`, inside the jitted step).
-
-Two objectives share this arithmetic (`window_starts`):
-
-  next_char   the study's: a window of `window` characters at every offset, label the next one;
-              window i is text[i:i+window], label text[i+window]; len(text) - window windows.
-  all_chars   predict every next character of non-overlapping windows: window j is
-              text[j*window : j*window + window], targets shifted by one.
-
-Either way a window with its targets is the `window + 1` characters from its start offset.
-
-Random offsets (all_chars, an option): the text is read as a cycle (it ends with `END_CHAR`, so
-wrapping round joins the last message to the first as any two messages are joined) and cut into
-ceil(len / window) windows at `epoch_offset(seed, epoch)`, a fresh offset each epoch: every
-character is a target of some window, and the window boundaries move between epochs
-(`cyclic_window_starts`, `offset_starts`, `gather_windows(..., wrap=True)`).
-"""
+"""The SMS corpus as one character stream: vocabulary, split, training windows (docs/data.md)."""
 
 import dataclasses
 import hashlib
@@ -34,11 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aml2_jax import jsonio
 from aml2_jax.datasets.tokenizer import normalised_text
 from aml2_jax.errors import UserError
 
-# Marks the end of every message in the joined text. Messages never contain a newline in the UCI
-# file (one message per line), so it is free, and generated text prints naturally.
+# Ends every message: the UCI file has one message per line, and generated text prints naturally.
 END_CHAR = '\n'
 OBJECTIVES = ('next_char', 'all_chars')
 VOCAB_FILE = 'vocab.json'
@@ -46,11 +22,7 @@ VOCAB_FILE = 'vocab.json'
 
 @dataclasses.dataclass(frozen=True)
 class Vocabulary:
-  """Characters <-> ids. Ids follow code point order, so `END_CHAR` ('\\n') is id 0.
-
-  Attributes:
-    chars: the character of each id, sorted by code point; includes `END_CHAR`.
-  """
+  """Characters <-> ids; `chars` in code point order, so `END_CHAR` ('\\n') is id 0."""
   chars: tuple[str, ...]
 
   def __post_init__(self):
@@ -67,20 +39,16 @@ class Vocabulary:
 
   def encode(self, text: str) -> np.ndarray:
     """Ids int32 [len(text)]; raises ValueError on characters outside the vocabulary."""
-    codes = _code_points(text)
-    vocab_codes = _code_points(''.join(self.chars))
-    ids = np.searchsorted(vocab_codes, codes).clip(0, self.size - 1)
-    unknown = vocab_codes[ids] != codes
-    if unknown.any():
-      missing = sorted({text[i] for i in np.flatnonzero(unknown)})
-      raise ValueError(f'characters outside the vocabulary: {missing!r}')
-    return ids.astype(np.int32)
+    unknown = self.known(text)[1]
+    if unknown:
+      raise ValueError(f'characters outside the vocabulary: {sorted(unknown)!r}')
+    index = {c: i for i, c in enumerate(self.chars)}
+    return np.fromiter(map(index.__getitem__, text), np.int32, len(text))
 
   def known(self, text: str) -> tuple[str, str]:
     """Splits `text` into (its in-vocabulary characters in order, the distinct unknown ones)."""
     present = set(self.chars)
-    return (''.join(c for c in text if c in present),
-            ''.join(sorted({c for c in text if c not in present})))
+    return ''.join(c for c in text if c in present), ''.join(sorted(set(text) - present))
 
   def decode(self, ids: Sequence[int]) -> str:
     return ''.join(self.chars[i] for i in ids)
@@ -91,7 +59,7 @@ class Vocabulary:
 
   def save(self, path: Path) -> None:
     record = {'end_char': END_CHAR, 'chars': list(self.chars), 'sha256': self.digest()}
-    Path(path).write_text(json.dumps(record, ensure_ascii=False, indent=1) + '\n', encoding='utf-8')
+    jsonio.atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1) + '\n')
 
   @classmethod
   def load(cls, path: Path) -> 'Vocabulary':
@@ -104,42 +72,20 @@ class Vocabulary:
       raise UserError(f'{path} is not a vocabulary file ({e}); delete it and train again') from None
 
 
-def _code_points(text: str) -> np.ndarray:
-  return np.frombuffer(text.encode('utf-32-le'), np.uint32)
-
-
-def clean_message(message: str) -> str:
-  """A message with `END_CHAR` inside it (possible in CSV files) replaced by a space."""
-  return message.replace(END_CHAR, ' ')
-
-
 def join_messages(messages: Sequence[str]) -> str:
-  """One text: every message followed by `END_CHAR`."""
-  return ''.join(clean_message(m) + END_CHAR for m in messages)
+  """One text: each message (an `END_CHAR` in it made a space), then `END_CHAR`."""
+  return ''.join(m.replace(END_CHAR, ' ') + END_CHAR for m in messages)
 
 
 def build_vocabulary(messages: Sequence[str]) -> Vocabulary:
-  """Every distinct character of the messages plus `END_CHAR` (117 on the UCI corpus).
-
-  Built from all messages, held-out ones included: it is only the character inventory (the study's
-  output layer size), and it keeps validation free of unknown characters.
-  """
+  """Every distinct character of all the messages, held-out ones included, plus `END_CHAR`."""
   return Vocabulary(tuple(sorted(set(join_messages(messages)))))
 
 
 def split_messages(messages: Sequence[str], val_fraction: float, test_fraction: float,
                    seed: int) -> tuple[list[str], list[str], list[str]]:
-  """Holds out whole messages for validation and test, by distinct normalised text.
-
-  Of the distinct normalised texts, in an order drawn with `seed`, the first
-  round(val_fraction * count) are validation and the next round(test_fraction * count) test.
-  Every message goes where its normalised text went (the UCI file repeats 403 rows exactly and
-  40 more up to case and punctuation), so no held-out message is also, normalised, a training
-  one, nor a validation one a test one. Order is kept within each part.
-
-  Returns:
-    (train_messages, val_messages, test_messages).
-  """
+  """(train, val, test) messages in file order: the distinct `normalised_text`s, shuffled by
+  `seed`, go round(fraction * count) to validation, then to test, the rest to training."""
   keys = [normalised_text(m) for m in messages]
   distinct = list(dict.fromkeys(keys))
   num_val, num_test = round(val_fraction * len(distinct)), round(test_fraction * len(distinct))
@@ -152,37 +98,24 @@ def split_messages(messages: Sequence[str], val_fraction: float, test_fraction: 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class CharCorpus:
-  """The encoded corpus.
-
-  Attributes:
-    vocab: the vocabulary.
-    train_ids: int32 [train characters], the joined training messages.
-    val_ids: int32 [validation characters], the joined validation messages (checkpoint choice).
-    test_ids: int32 [test characters], the joined test messages (scored once, at the end).
-  """
+  """The vocabulary and the joined, encoded messages of each part, int32 [characters]."""
   vocab: Vocabulary
   train_ids: np.ndarray
-  val_ids: np.ndarray
-  test_ids: np.ndarray
+  val_ids: np.ndarray  # For the checkpoint choice.
+  test_ids: np.ndarray  # Scored once, at the end.
 
 
 def build_corpus(messages: Sequence[str], val_fraction: float, test_fraction: float = 0.0, *,
                  seed: int) -> CharCorpus:
-  """Vocabulary, then the train/validation/test split of whole messages, each joined and encoded.
-
-  `test_fraction` 0 leaves the test text empty.
-  """
+  """The vocabulary, then the parts of `split_messages`, each joined and encoded."""
   vocab = build_vocabulary(messages)
   parts = split_messages(messages, val_fraction, test_fraction, seed)
   return CharCorpus(vocab, *(vocab.encode(join_messages(part)) for part in parts))
 
 
 def window_starts(text_len: int, window: int, objective: str) -> np.ndarray:
-  """Start offsets int32 [num_windows] of every training window in a text of `text_len` chars.
-
-  next_char: every offset with a label after the window, 0 .. text_len - window - 1.
-  all_chars: 0, window, 2 * window, ... while the window's `window + 1` characters fit.
-  """
+  """Start offsets int32 [num_windows] of the training windows in a text of `text_len` chars:
+  every offset with a label after it (next_char), or 0, window, ... while `window + 1` fit."""
   if objective == 'next_char':
     return np.arange(max(text_len - window, 0), dtype=np.int32)
   if objective == 'all_chars':
@@ -199,20 +132,13 @@ def subsample(starts: np.ndarray, max_windows: int, seed: int) -> np.ndarray:
 
 
 def cyclic_window_starts(text_len: int, window: int) -> np.ndarray:
-  """Start offsets int32 [ceil(text_len / window)] of windows cutting a cyclic text at offset 0.
-
-  Shifted by any offset (`offset_starts`), their targets cover every character of the text; the
-  last window overlaps the first by `-text_len % window` targets.
-  """
+  """Start offsets int32 [ceil(text_len / window)] of windows cutting a cyclic text at offset 0."""
   return np.arange(-(-text_len // window), dtype=np.int32) * window
 
 
 def epoch_offset(seed: int, epoch: jax.Array | int, window: int) -> jax.Array:
-  """The offset in [0, window) at which epoch `epoch` cuts the cyclic text, int32 scalar.
-
-  Drawn from (seed, epoch) alone, so a resumed run cuts its epochs where the first run did; works
-  inside jit with a traced `epoch`.
-  """
+  """Where epoch `epoch` cuts the cyclic text: int32 scalar in [0, window), from (seed, epoch)
+  alone so that a resumed run cuts as the first run did; `epoch` may be traced."""
   key = jax.random.fold_in(jax.random.key(seed), epoch)
   return jax.random.randint(key, (), 0, window, dtype=jnp.int32)
 
@@ -224,12 +150,8 @@ def offset_starts(starts: jax.Array, offset: jax.Array, text_len: int) -> jax.Ar
 
 def gather_windows(text: jax.Array, starts: jax.Array, window: int,
                    wrap: bool = False) -> jax.Array:
-  """The `window + 1` characters from each start: int [batch, window + 1].
-
-  Row b is text[starts[b] : starts[b] + window + 1]; inputs are [:, :-1], targets [:, 1:] (all
-  characters) or [:, -1] (the next character). With `wrap`, indices past the end continue from
-  the start (the text read as a cycle). Works inside jit as one gather.
-  """
+  """int [batch, window + 1]: row b is text[starts[b] : starts[b] + window + 1], past the end
+  continuing from the start if `wrap`. One gather, inside jit."""
   text = jnp.asarray(text)
   index = starts[:, None] + jnp.arange(window + 1, dtype=starts.dtype)
   return text[index % text.shape[0] if wrap else index]

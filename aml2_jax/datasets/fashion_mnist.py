@@ -1,9 +1,4 @@
-"""Fashion-MNIST: reading IDX (gzipped or plain) or Kaggle CSV files, with checks.
-
-A Fashion-MNIST folder holds either the four IDX files (`train-images-idx3-ubyte[.gz]`,
-`train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`)
-or Kaggle's `fashion-mnist_train.csv` and `fashion-mnist_test.csv`.
-"""
+"""Fashion-MNIST: reading IDX (gzipped or plain) or Kaggle CSV files, with checks (docs/data.md)."""
 
 import dataclasses
 import gzip
@@ -32,20 +27,11 @@ CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 
 _IDX_NAMES = tuple(IDX_SHA256)  # train images, train labels, test images, test labels.
 _CSV_NAMES = ('fashion-mnist_train.csv', 'fashion-mnist_test.csv')
 _IMAGE_SHAPE = (28, 28)
-_GZIP_MAGIC = b'\x1f\x8b'
-_UBYTE = 0x08
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FashionMnist:
-  """Fashion-MNIST images and labels (label i is CLASS_NAMES[i]); arrays may be read-only.
-
-  Attributes:
-    train_images: uint8 [60000, 28, 28].
-    train_labels: int32 [60000], in 0..9.
-    test_images: uint8 [10000, 28, 28].
-    test_labels: int32 [10000], in 0..9.
-  """
+  """Images uint8 [num, 28, 28], labels int32 [num] in 0..9 (CLASS_NAMES); may be read-only."""
   train_images: np.ndarray
   train_labels: np.ndarray
   test_images: np.ndarray
@@ -59,11 +45,7 @@ class FashionMnist:
 
 
 def validation_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-  """Sorted indices of a class-stratified random subset of `size` of the training examples.
-
-  The cGAN's validation images: every choice (per-epoch curves, checkpoint kept, recipe
-  comparisons) compares generated images with these, never with the test set.
-  """
+  """Sorted indices of a class-stratified random subset of `size` of the training examples."""
   from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
   _, chosen = train_test_split(np.arange(len(labels)), test_size=size, stratify=labels,
                                random_state=seed)
@@ -71,30 +53,20 @@ def validation_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def load_fashion_mnist(data_dir: str = '') -> FashionMnist:
-  """Finds (see `data_files.find_data_file`), downloads if need be, verifies and reads the data.
-
-  IDX files are preferred to CSV files in the same folder, and are verified by SHA-256.
-
-  Args:
-    data_dir: config.data.dir: a data root with `fashion_mnist/`, or that folder; '' to search.
-
-  Raises:
-    UserError: files are missing and cannot be downloaded, corrupted, or malformed.
-  """
+  """Finds in config.data.dir `data_dir` or elsewhere, downloads if need be, checks and reads the
+  data (docs/data.md); a UserError if it is missing or damaged."""
   first = data_files.find_data_file(
       SUBDIR, (_IDX_NAMES[0], _IDX_NAMES[0] + '.gz', _CSV_NAMES[0]), data_dir,
       extra_dirs=(DEBIAN_DIR,), fetch=_download)
   # The other files must sit next to the first one, so that one copy of the set is used.
   if first.name == _CSV_NAMES[0]:
     train = read_fmnist_csv(first)
-    test = read_fmnist_csv(_sibling(first, [_CSV_NAMES[1]]))
-    return FashionMnist(*train, *test)
+    return FashionMnist(*train, *read_fmnist_csv(_sibling(first, [_CSV_NAMES[1]])))
   paths = [_sibling(first, [name, name + '.gz']) for name in _IDX_NAMES]
-  train_images, train_labels, test_images, test_labels = map(_read_verified_idx, paths)
-  _check_pair(train_images, train_labels, paths[0], paths[1])
-  _check_pair(test_images, test_labels, paths[2], paths[3])
-  return FashionMnist(train_images, _as_labels(train_labels), test_images,
-                      _as_labels(test_labels))
+  arrays = [read_idx(path, IDX_SHA256[name]) for path, name in zip(paths, _IDX_NAMES)]
+  _check_pair(arrays[0], arrays[1], paths[0], paths[1])
+  _check_pair(arrays[2], arrays[3], paths[2], paths[3])
+  return FashionMnist(arrays[0], arrays[1].astype(np.int32), arrays[2], arrays[3].astype(np.int32))
 
 
 def _download(folder: Path) -> Path:
@@ -105,54 +77,27 @@ def _download(folder: Path) -> Path:
 
 
 def _sibling(first: Path, names: list[str]) -> Path:
-  for name in names:
-    if (first.parent / name).is_file():
-      return first.parent / name
+  if found := data_files.first_file([first.parent], names):
+    return found
   raise UserError(f'{first.parent} has {first.name} but no {" or ".join(names)}; put all files '
                   'of one Fashion-MNIST format in the same folder')
 
 
-def _read_verified_idx(path: Path) -> np.ndarray:
-  content = _idx_content(path)
-  array = _parse_idx(path, content)
-  name = path.name.removesuffix('.gz')
-  data_files.check_sha256(path, content, IDX_SHA256[name],
-                          f'replace it with {name}.gz from {FMNIST_URL}')
-  return array
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-  """Reads an IDX file of unsigned bytes, gzipped or plain (told apart by the gzip magic).
-
-  Returns:
-    uint8 array (read-only) with the header's dims, e.g. [60000, 28, 28] or [60000].
-
-  Raises:
-    UserError: unreadable, truncated or corrupted gzip, not IDX, not uint8, or a data length
-      other than the header's.
-  """
+def read_idx(path: str | Path, sha256: str = '') -> np.ndarray:
+  """uint8 (read-only) [header's dims] from an IDX file of unsigned bytes, gzipped or plain; a
+  UserError if it is damaged or, decompressed, not of SHA-256 `sha256` when that is given."""
   path = Path(path)
-  return _parse_idx(path, _idx_content(path))
-
-
-def _idx_content(path: Path) -> bytes:
-  """Returns the file's bytes, decompressed if it is gzipped."""
-  raw = data_files.read_bytes(path)
-  if not raw.startswith(_GZIP_MAGIC):
-    return raw
-  try:
-    return gzip.decompress(raw)
-  except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-    raise UserError(f'{path} is a truncated or corrupted gzip file ({e}); replace it with a '
-                    f'good copy, e.g. from {FMNIST_URL}') from None
-
-
-def _parse_idx(path: Path, content: bytes) -> np.ndarray:
-  """Checks the IDX header (zero, zero, dtype, ndim, then ndim big-endian uint32 dims)."""
+  content = data_files.read_bytes(path)
+  if content.startswith(b'\x1f\x8b'):  # The gzip magic.
+    try:
+      content = gzip.decompress(content)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+      raise UserError(f'{path} is a truncated or corrupted gzip file ({e}); replace it with a '
+                      f'good copy, e.g. from {FMNIST_URL}') from None
   if len(content) < 4 or content[:2] != b'\0\0' or content[3] == 0:
     raise UserError(f'{path} is not an IDX file (starts with {content[:4].hex(" ") or "nothing"}, '
                     'expected 00 00 08 <ndim>); replace it with a Fashion-MNIST IDX file')
-  if content[2] != _UBYTE:
+  if content[2] != 0x08:
     raise UserError(f'{path}: IDX data type 0x{content[2]:02x} is not unsigned byte (0x08); '
                     'replace it with a Fashion-MNIST IDX file')
   ndim = content[3]
@@ -164,25 +109,22 @@ def _parse_idx(path: Path, content: bytes) -> np.ndarray:
   if len(content) - offset != expected:
     raise UserError(f'{path} has {len(content) - offset} data bytes but its IDX header {dims} '
                     f'says {expected}; the file is truncated or corrupted, replace it')
-  return np.frombuffer(content, np.uint8, offset=offset).reshape(dims)
+  array = np.frombuffer(content, np.uint8, offset=offset).reshape(dims)
+  if sha256:
+    name = path.name.removesuffix('.gz')
+    data_files.check_sha256(path, content, sha256, f'replace it with {name}.gz from {FMNIST_URL}')
+  return array
 
 
 def read_fmnist_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a Kaggle Fashion-MNIST CSV (header `label,pixel1,...,pixel784`, values 0..255).
-
-  Returns:
-    (images, labels): uint8 [num, 28, 28] and int32 [num].
-
-  Raises:
-    UserError: unreadable file, wrong header, non-integer or out-of-range values.
-  """
+  """(images uint8 [num, 28, 28], labels int32 [num]) from a Kaggle Fashion-MNIST CSV (header
+  `label,pixel1,...,pixel784`, values 0..255); a UserError if it is not one."""
   import pandas as pd  # Slow to import, and only CSVs need it.
-
   path = Path(path)
   columns = ['label'] + [f'pixel{i}' for i in range(1, 785)]
   try:
     table = pd.read_csv(path, dtype=np.int64)
-  except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+  except (OSError, ValueError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors.
     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise UserError(f'{path}: cannot read it as a Fashion-MNIST CSV ({reason}); expected '
                     'integer columns label,pixel1..pixel784') from None
@@ -191,12 +133,13 @@ def read_fmnist_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                     f'got {len(table.columns)} columns starting {list(table.columns[:3])} and '
                     f'{len(table)} rows; use the Kaggle Fashion-MNIST CSV')
   values = table.to_numpy()
-  if values[:, 1:].min() < 0 or values[:, 1:].max() > 255:
+  labels, pixels = values[:, 0], values[:, 1:]
+  if pixels.min() < 0 or pixels.max() > 255:
     raise UserError(f'{path}: pixel values must be in 0..255, found '
-                    f'{values[:, 1:].min()}..{values[:, 1:].max()}; fix or replace the file')
-  images = values[:, 1:].astype(np.uint8).reshape(-1, *_IMAGE_SHAPE)
-  _check_pair(images, values[:, 0], path, path)  # Before the cast to int32 can wrap labels.
-  return images, _as_labels(values[:, 0])
+                    f'{pixels.min()}..{pixels.max()}; fix or replace the file')
+  images = pixels.astype(np.uint8).reshape(-1, *_IMAGE_SHAPE)
+  _check_pair(images, labels, path, path)  # Before the cast to int32 can wrap labels.
+  return images, labels.astype(np.int32)
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, images_path: Path,
@@ -212,7 +155,3 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, images_path: Path,
   if bad.size:
     raise UserError(f'{labels_path}: label {bad[0]} is out of range 0..9; '
                     'use the Fashion-MNIST labels file')
-
-
-def _as_labels(labels: np.ndarray) -> np.ndarray:
-  return labels.astype(np.int32)

@@ -1,10 +1,4 @@
-"""The SMS Spam Collection: loading, de-duplication and a stratified split.
-
-Two file formats are read: the UCI original `SMSSpamCollection` (UTF-8, `ham|spam<TAB>message`
-per line) and Kaggle's `spam.csv` (latin-1 CSV with columns `v1` (label) and `v2` (message)).
-Every message keeps the 0-based line of the file it starts on (`SmsSpam.rows`), so a split can be
-written down as file lines and checked by anyone against the file itself.
-"""
+"""The SMS Spam Collection (UCI or Kaggle file, docs/data.md): de-duplication, stratified split."""
 
 import csv
 import dataclasses
@@ -33,15 +27,8 @@ _CSV_ROW = "each row must have v1 = 'ham' or 'spam' and v2 = the message"
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SmsSpam:
-  """SMS messages and their labels.
-
-  Attributes:
-    texts: the messages, verbatim.
-    labels: int32 [num]; 1 = spam, 0 = ham.
-    path: the file they were read from.
-    rows: int64 [num], the 0-based line of `path` each message starts on (the UCI file: its
-      line; a CSV file: the header is line 0). None (the default) means 0, 1, 2, ...
-  """
+  """SMS messages verbatim, labels int32 [num] (1 = spam), the file they were read from, and
+  rows int64 [num]: the 0-based line of `path` each starts on (None: 0, 1, 2, ...)."""
   texts: list[str]
   labels: np.ndarray
   path: Path
@@ -61,45 +48,27 @@ class SmsSpam:
 
 
 def load_sms_spam(data_dir: str = '') -> SmsSpam:
-  """Finds (see `data_files.find_data_file`), downloads if need be, verifies and reads the data.
-
-  Args:
-    data_dir: config.data.dir: a data root with `sms_spam/`, or that folder itself; '' to search.
-
-  Raises:
-    UserError: the file is missing and cannot be downloaded, corrupted, or malformed.
-  """
+  """Finds in config.data.dir `data_dir` or elsewhere, downloads if need be, checks and reads the
+  data (docs/data.md); a UserError if it is missing or damaged."""
   path = data_files.find_data_file(SUBDIR, (UCI_NAME, KAGGLE_NAME), data_dir, fetch=_download)
-  raw = data_files.read_bytes(path)
   # Only the canonical name has a known checksum; other files get the structural checks.
   if path.name == UCI_NAME:
-    data_files.check_sha256(path, raw, SMS_SHA256,
+    data_files.check_sha256(path, data_files.read_bytes(path), SMS_SHA256,
                             f'replace it with the UCI original ({UCI_NAME} in {SMS_URL})')
-  return _parse(path, raw)
+  return read_sms_file(path)
 
 
 def _download(folder: Path) -> Path:
-  return data_files.download(SMS_URL, folder / UCI_NAME, SMS_SHA256, extract=_unzip_uci_file)
-
-
-def _unzip_uci_file(zipped: bytes) -> bytes:
-  with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
-    return archive.read(UCI_NAME)
+  return data_files.download(
+      SMS_URL, folder / UCI_NAME, SMS_SHA256,
+      extract=lambda zipped: zipfile.ZipFile(io.BytesIO(zipped)).read(UCI_NAME))
 
 
 def read_sms_file(path: str | Path) -> SmsSpam:
-  """Reads a UCI `SMSSpamCollection` or a Kaggle `spam.csv` file, with structural checks only.
-
-  The format is Kaggle CSV if the name ends in `.csv` or the file starts with `v1,`, else UCI.
-
-  Raises:
-    UserError: the file is unreadable, empty, or malformed; the message names file and line.
-  """
+  """Reads a Kaggle CSV (a `.csv` name, or a file starting `v1,`) or else a UCI file, with
+  structural checks only: a UserError naming file and line if it is unreadable or malformed."""
   path = Path(path)
-  return _parse(path, data_files.read_bytes(path))
-
-
-def _parse(path: Path, raw: bytes) -> SmsSpam:
+  raw = data_files.read_bytes(path)
   is_csv = path.suffix.lower() == '.csv' or raw.lstrip(b'\xef\xbb\xbf').startswith(b'v1,')
   rows = _parse_csv(path, raw) if is_csv else _parse_uci(path, raw)
   if not rows:
@@ -163,13 +132,8 @@ def _parse_csv(path: Path, raw: bytes) -> list[tuple[int, str, int]]:
 
 
 def drop_duplicates(data: SmsSpam) -> SmsSpam:
-  """Removes messages whose normalised text occurred earlier, keeping the first copy and order.
-
-  The key is `tokenizer.normalised_text` (the Keras words: case, punctuation and whitespace
-  ignored), whatever the label, so no two kept messages give the model the same word sequence.
-  On the UCI file this takes 5,574 rows (747 spam) to 5,131 (630 spam); exact copies alone
-  would leave 5,171 (653 spam). No normalised text there carries both labels.
-  """
+  """Removes messages whose `normalised_text` occurred earlier, whatever the label, keeping the
+  first copy and the order."""
   first = {}
   for i, text in enumerate(data.texts):
     first.setdefault(normalised_text(text), i)
@@ -178,25 +142,16 @@ def drop_duplicates(data: SmsSpam) -> SmsSpam:
 
 def stratified_split(labels: np.ndarray, test_fraction: float,
                      seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-  """Splits indices so that each class has round(test_fraction * class count) test rows.
-
-  Args:
-    labels: int [num].
-    test_fraction: in [0, 1].
-    seed: seeds the per-class shuffle (an int or a sequence of ints, as numpy takes).
-
-  Returns:
-    (train_idx, test_idx): sorted int64 index arrays, disjoint, together all of 0..num-1.
-  """
+  """(train_idx, test_idx), sorted int64, covering 0..num-1 for labels int [num]: each class has
+  round(test_fraction * class count) test rows, drawn by a shuffle with `seed`."""
   if not 0 <= test_fraction <= 1:
     raise UserError(f'test_fraction must be between 0 and 1, got {test_fraction}; fix the config')
   labels = np.asarray(labels)
   rng = np.random.default_rng(seed)
-  train, test = [], []
+  train, test = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]  # Empty if no labels.
   for label in np.unique(labels):
     idx = rng.permutation(np.flatnonzero(labels == label))
     num_test = round(test_fraction * len(idx))
     test.append(idx[:num_test])
     train.append(idx[num_test:])
-  empty = [np.zeros(0, np.int64)]
-  return np.sort(np.concatenate(train + empty)), np.sort(np.concatenate(test + empty))
+  return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

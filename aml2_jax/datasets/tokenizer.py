@@ -1,22 +1,15 @@
-"""Word tokenizer with the semantics of Keras' classic `Tokenizer` and `pad_sequences`.
-
-Matches `tf.keras.preprocessing.text.Tokenizer(num_words=N)` with its defaults: lower-case (unicode
-too), every character of `FILTERS` becomes a space, split on single spaces dropping empties. Words
-are ranked by count, ties by first occurrence, and get ids 1, 2, ...; only ids below `num_words`
-are emitted, so unknown and rare words are dropped. Id 0 is padding. As in Keras, the apostrophe
-and `\\r` are not filters ("don't" is one word) and only ' ' splits.
-
-The vocabulary is saved as JSON beside the checkpoints, so evaluation and serving reuse the exact
-training vocabulary.
-"""
+"""Word tokenizer with the semantics of Keras' classic `Tokenizer` and `pad_sequences` (their
+defaults; the rules are in docs/data.md)."""
 
 import collections
 import json
 import os
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from aml2_jax import jsonio
 from aml2_jax.errors import UserError
 
 FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'  # Keras' default `filters`.
@@ -30,32 +23,15 @@ def text_to_words(text: str) -> list[str]:
 
 
 def normalised_text(text: str) -> str:
-  """The form duplicates are found by: the `text_to_words` words, split again on any whitespace.
-
-  Lower-cased, each `FILTERS` character a space, every run of whitespace one space (also '\\r'
-  and U+00A0, which Keras keeps inside words). It depends on no vocabulary, so it can be computed
-  before a split. Texts with the same `text_to_words` words have the same form, and those words
-  give the same ids under any fitted `Tokenizer` (it maps word by word): equal model inputs. The
-  converse does not hold: words outside a vocabulary are dropped, so texts of different forms can
-  still encode alike.
-  """
+  """The form duplicates are found by (docs/data.md): `text_to_words`, split on any whitespace."""
   return ' '.join(' '.join(text_to_words(text)).split())
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int) -> np.ndarray:
-  """Pads and truncates at the front, as Keras' `pad_sequences` defaults ('pre', 'pre').
-
-  Args:
-    sequences: `num` lists of token ids.
-    maxlen: output length; longer sequences keep their last `maxlen` ids.
-
-  Returns:
-    int32 [num, maxlen], zeros on the left; an empty sequence gives a row of zeros.
-  """
+  """int32 [num, maxlen]: each sequence's last `maxlen` ids, zeros on the left (Keras' 'pre')."""
   out = np.zeros((len(sequences), maxlen), np.int32)
   for row, seq in enumerate(sequences):
-    tail = list(seq)[-maxlen:] if maxlen else []
-    if tail:
+    if maxlen and (tail := list(seq)[-maxlen:]):
       out[row, -len(tail):] = tail
   return out
 
@@ -67,14 +43,8 @@ def _check_texts(texts: Iterable[str]) -> None:
 
 
 class Tokenizer:
-  """A fitted word -> id vocabulary (Keras `Tokenizer` semantics).
-
-  Attributes:
-    num_words: ids >= num_words are dropped when encoding (Keras' `num_words`), so at most
-      num_words - 1 distinct words are kept; an embedding needs `num_words` rows.
-    word_index: every word seen in fitting -> its rank id (1 = most frequent), as in Keras,
-      including words at or beyond the `num_words` cut-off.
-  """
+  """`word_index`: every word seen in fitting -> its rank (1 = most frequent), as in Keras; ids
+  >= `num_words` are dropped when encoding, so an embedding needs `num_words` rows."""
 
   def __init__(self, words: Sequence[str], num_words: int):
     """Builds from `words` in rank order (the most frequent first); prefer `Tokenizer.fit`."""
@@ -109,20 +79,16 @@ class Tokenizer:
     return pad_sequences(self.texts_to_sequences(texts), maxlen)
 
   def save(self, path: str | os.PathLike) -> None:
-    """Writes the vocabulary as JSON (atomically, so a crash never leaves half a file)."""
+    """Writes the vocabulary as JSON, atomically."""
     words = sorted(self.word_index, key=self.word_index.__getitem__)
     payload = {'format': _FORMAT, 'num_words': self.num_words, 'words': words}
-    tmp = f'{os.fspath(path)}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      json.dump(payload, f, ensure_ascii=False)
-    os.replace(tmp, path)
+    jsonio.atomic_write_text(path, json.dumps(payload, ensure_ascii=False))
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> 'Tokenizer':
     """Reads a vocabulary written by `save`; raises `UserError` if it is missing or invalid."""
     try:
-      with open(path, encoding='utf-8') as f:
-        payload = json.load(f)
+      payload = json.loads(Path(path).read_text(encoding='utf-8'))
     except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors.
       raise UserError(f'cannot read the tokenizer vocabulary {path}: {e}; '
                       'retrain in this workdir to rebuild it') from None

@@ -1,10 +1,5 @@
-"""Experiment: a small CNN Fashion-MNIST classifier, the judge of the cGAN's images.
-
-`configs/fmnist_classifier.py` trains it on the real training set. The cGAN's train and eval modes
-restore it, after training it in a step of their own when its workdir has none
-(`cgan.quality.ensure_judge`), and for the train-on-generated score train the same architecture
-by the same recipe on generated images (`train.train_classifier`).
-"""
+"""Experiment: a small CNN Fashion-MNIST classifier, the judge of the cGAN's images (trained by
+`cgan.judge.ensure_judge`; its recipe also trains the CAS classifier on generated images)."""
 
 from pathlib import Path
 
@@ -45,7 +40,7 @@ def load_data(config: ml_collections.ConfigDict) -> fashion_mnist.FashionMnist:
 
 def split_validation(config, data: fashion_mnist.FashionMnist):
   """((train images, labels), (validation images, labels) or None): `config.data.val_size`
-  training images (stratified, seeded by `data.split_seed`) held out to choose the recipe."""
+  training images held out (stratified, seeded by `data.split_seed`)."""
   if not config.data.val_size:
     return (data.train_images, data.train_labels), None
   val = fashion_mnist.validation_indices(data.train_labels, config.data.val_size,
@@ -65,37 +60,28 @@ def param_trees(config: ml_collections.ConfigDict) -> dict:
 
 
 def train_and_evaluate(config, workdir: Path, options=None) -> dict:
-  """Trains on the real training images and writes `results.json` (test accuracy, params).
-
-  The judge trains on all of them and keeps its last epoch. With `config.data.val_size`, that
-  many are held out and scored after every epoch (`val_accuracy`): how the recipe is chosen, never
-  by the test set, which is scored once, at the end.
-  """
+  """Trains on the real training images (less `config.data.val_size` held out and scored after
+  every epoch to choose the recipe) and writes `results.json`; the last epoch is the model."""
   with WorkdirLock(workdir):
     write_config(workdir, config)
     data = load_data(config)
     (images, labels), val = split_validation(config, data)
     state = train_lib.train_classifier(config, workdir, images, labels,
                                        train_lib.model_meta(config), val)
-    extra = {} if val is None else {
-        'val_accuracy': train_lib.accuracy(train_lib.make_model(config), state.params, *val)}
-    return _write_results(config, workdir, state.params, data, extra)
+    return _write_results(config, workdir, state.params, data, val)
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
   data = load_data(config)
   params = train_lib.restore_params(config, workdir)
-  _, val = split_validation(config, data)
-  extra = {} if val is None else {
-      'val_accuracy': train_lib.accuracy(train_lib.make_model(config), params, *val)}
-  return _write_results(config, workdir, params, data, extra)
+  return _write_results(config, workdir, params, data, split_validation(config, data)[1])
 
 
-def _write_results(config, workdir: Path, params, data, extra: dict | None = None) -> dict:
-  results = {**(extra or {}),
-             'test_accuracy': train_lib.accuracy(train_lib.make_model(config), params,
-                                                 data.test_images, data.test_labels),
-             'num_params': count_params(params)}
+def _write_results(config, workdir: Path, params, data, val) -> dict:
+  model = train_lib.make_model(config)
+  results = {} if val is None else {'val_accuracy': train_lib.accuracy(model, params, *val)}
+  results['test_accuracy'] = train_lib.accuracy(model, params, data.test_images, data.test_labels)
+  results['num_params'] = count_params(params)
   write_json(workdir / 'results.json', results)
   console.say(f'fmnist classifier: test accuracy {results["test_accuracy"]:.4f}')
   return results

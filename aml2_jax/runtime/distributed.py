@@ -1,11 +1,5 @@
-"""Joining a multi-process run (several hosts, or several processes on one host).
-
-Every process runs the same command; `jax.distributed.initialize` connects them through a
-coordinator (process 0's address), after which `jax.devices()` lists the devices of all
-processes and the data-parallel mesh can span them. With no explicit address, JAX reads the
-cluster's environment (SLURM, Open MPI, Cloud TPU, Kubernetes) as `jax.distributed.initialize()`
-does. On CPU the processes exchange gradients through gloo collectives.
-"""
+"""Joining a multi-process run: every process runs the same command, then `jax.devices()` lists
+the devices of all of them (gloo collectives on CPU). The protocol: docs/reliability.md."""
 
 import dataclasses
 import socket
@@ -18,20 +12,12 @@ from aml2_jax.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class Cluster:
-  """How this process joins a multi-process run.
-
-  Attributes:
-    auto: read the coordinator, process count and id from the cluster environment.
-    coordinator_address: 'host:port' of process 0's coordinator ('' = from the environment).
-    num_processes: processes in the run (0 = from the environment).
-    process_id: this process's index, in [0, num_processes).
-    timeout_s: how long to wait for every process to connect before giving up.
-  """
-  auto: bool = False
-  coordinator_address: str = ''
+  """How this process joins a multi-process run (the launcher's flags)."""
+  auto: bool = False  # Read the coordinator, process count and id from the cluster environment.
+  coordinator_address: str = ''  # 'host:port' of process 0's coordinator.
   num_processes: int = 0
-  process_id: int = -1
-  timeout_s: int = 60
+  process_id: int = -1  # In [0, num_processes).
+  timeout_s: int = 60  # How long to wait for every process to connect.
 
   @property
   def explicit(self) -> bool:
@@ -55,13 +41,7 @@ def check(cluster: Cluster) -> None:
 
 
 def initialize(cluster: Cluster) -> None:
-  """Joins the run described by `cluster`; does nothing for a single-process run.
-
-  Must run before anything touches a JAX device.
-
-  Raises:
-    UserError: the description is incomplete, or the processes did not all connect in time.
-  """
+  """Joins the run described by `cluster` (nothing for one process); before any device use."""
   check(cluster)
   if not (cluster.auto or cluster.explicit):
     return
@@ -86,28 +66,22 @@ def initialize(cluster: Cluster) -> None:
 
 
 def rendezvous(cluster: Cluster) -> None:
-  """Waits, at most `cluster.timeout_s`, until every process of the run has started.
+  """Waits until every process has started, at most `cluster.timeout_s`, over a plain socket.
 
-  JAX's coordination client aborts the whole process (no Python exception) when the coordinator
-  or a peer does not show up, so the processes first meet over a plain socket on the
-  coordinator's port: process 0 listens, the others connect and say who they are, and when all
-  have arrived process 0 answers each and frees the port for JAX's coordinator.
-
-  Raises:
-    UserError: the coordinator or a process did not show up in time.
+  JAX's coordination client aborts the process (no exception) when a peer never shows up.
   """
   host, _, port = cluster.coordinator_address.rpartition(':')
   if not host or not port.isdigit():
     raise UserError(f'--coordinator_address={cluster.coordinator_address} is not HOST:PORT.')
   deadline = time.monotonic() + cluster.timeout_s
   if cluster.process_id == 0:
-    _gather(int(port), cluster.num_processes - 1, deadline, cluster)
+    _gather(int(port), deadline, cluster)
   else:
-    _check_in(host, int(port), cluster.process_id, deadline, cluster)
+    _check_in(host, int(port), deadline, cluster)
 
 
-def _gather(port: int, expected: int, deadline: float, cluster: Cluster) -> None:
-  """Process 0: accepts `expected` peers, then releases them all."""
+def _gather(port: int, deadline: float, cluster: Cluster) -> None:
+  """Process 0: accepts the other processes, then releases them all (and frees the port)."""
   peers = []
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,9 +90,9 @@ def _gather(port: int, expected: int, deadline: float, cluster: Cluster) -> None
     except OSError as e:
       raise UserError(f'cannot listen on port {port} for the multi-process run ({e.strerror}); '
                       'choose a free port in --coordinator_address.') from e
-    server.listen(expected)
+    server.listen(cluster.num_processes - 1)
     try:
-      while len(peers) < expected:
+      while len(peers) < cluster.num_processes - 1:
         server.settimeout(max(deadline - time.monotonic(), 0.01))
         try:
           connection, _ = server.accept()
@@ -137,12 +111,12 @@ def _gather(port: int, expected: int, deadline: float, cluster: Cluster) -> None
         connection.close()
 
 
-def _check_in(host: str, port: int, process_id: int, deadline: float, cluster: Cluster) -> None:
+def _check_in(host: str, port: int, deadline: float, cluster: Cluster) -> None:
   """Process i > 0: connects to process 0 (retrying until the deadline) and waits for 'go'."""
   while True:
     try:
       with socket.create_connection((host, port), timeout=2) as connection:
-        connection.sendall(str(process_id).encode())
+        connection.sendall(str(cluster.process_id).encode())
         connection.settimeout(max(deadline - time.monotonic(), 0.01))
         if connection.recv(2) == b'go':
           return

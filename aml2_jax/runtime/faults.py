@@ -1,10 +1,4 @@
-"""What a run does about faults besides reporting them: quiet shutdown noise, and crash points.
-
-`install_quiet_hooks` hides, unless `--verbose`, the tracebacks orbax's background writers print
-after a save has already failed (the failure itself reaches the user as one line).
-`crash_point` lets tests kill a run at an exact place (`AML2_CRASH_AT`); it does nothing when the
-variable is unset.
-"""
+"""Quieting orbax's noise after a failed save, and the tests' crash points (`AML2_CRASH_AT`)."""
 
 import fnmatch
 import logging
@@ -13,8 +7,6 @@ import signal
 import sys
 
 CRASH_ENV = 'AML2_CRASH_AT'
-
-
 _NOISE = ('Event loop is closed', 'sys.meta_path is None')
 
 
@@ -26,52 +18,42 @@ def _quiet() -> bool:
     return True
 
 
-class _OrbaxFilter(logging.Filter):
+def _keep_record(record: logging.LogRecord) -> bool:
   """Drops orbax's own log records when quiet: a failure it logs is re-raised to the caller."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not (_quiet() and f'{os.sep}orbax{os.sep}' in (record.pathname or ''))
-
-
-def _unraisable_hook(previous):
-  def hook(unraisable) -> None:
-    text = str(unraisable.exc_value)
-    if _quiet() and any(noise in text for noise in _NOISE):
-      return  # Orbax's orphaned writes after a failed save, or their clean-up at exit.
-    previous(unraisable)
-  hook.aml2_quiet = True
-  return hook
+  return not (_quiet() and f'{os.sep}orbax{os.sep}' in (record.pathname or ''))
 
 
 def install_quiet_hooks() -> None:
-  """Hides, when quiet, the noise orbax's background writers make after a failed save.
+  """Hides, unless --verbose, the tracebacks orbax's writers print after a failed save.
 
-  When one write of an async save fails, orbax logs it with tracebacks from several threads, the
-  other writes' callbacks hit a closed event loop, and their coroutines complain again at exit;
-  none of it is news once the failure reaches the caller as one line. Idempotent.
+  The failure itself reaches the user as one line; the rest is noise. Idempotent.
   """
-  absl_logger = logging.getLogger('absl')
-  if not any(isinstance(f, _OrbaxFilter) for f in absl_logger.filters):
-    absl_logger.addFilter(_OrbaxFilter())
-  if not getattr(sys.unraisablehook, 'aml2_quiet', False):
-    sys.unraisablehook = _unraisable_hook(sys.unraisablehook)
+  logging.getLogger('absl').addFilter(_keep_record)  # Added once: addFilter skips a repeat.
+  if getattr(sys.unraisablehook, 'aml2_quiet', False):
+    return
+  previous = sys.unraisablehook
 
-
-def crash_point(name: str) -> None:
-  """SIGKILLs this process if `name` matches `$AML2_CRASH_AT` (an fnmatch pattern).
-
-  For tests only: it cuts a run at an exact place (`checkpoint:<step dir>` once a checkpoint is
-  complete, `write:<path>` between writing a file's temporary copy and renaming it, phases of
-  the cGAN's evaluation). Nothing happens when the variable is unset.
-  """
-  pattern = os.environ.get(CRASH_ENV)
-  if pattern and fnmatch.fnmatchcase(name, pattern):
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+  def hook(unraisable) -> None:
+    # Orbax's orphaned writes after a failed save, and their clean-up at exit, are noise.
+    if not (_quiet() and any(noise in str(unraisable.exc_value) for noise in _NOISE)):
+      previous(unraisable)
+  hook.aml2_quiet = True
+  sys.unraisablehook = hook
 
 
 def crash_armed(name: str) -> bool:
-  """Whether `crash_point(name)` would kill (to cut a write in the middle first)."""
+  """Whether `$AML2_CRASH_AT` (an fnmatch pattern) names the crash point `name`."""
   pattern = os.environ.get(CRASH_ENV)
   return bool(pattern and fnmatch.fnmatchcase(name, pattern))
+
+
+def crash_point(name: str) -> None:
+  """Tests only: SIGKILLs this process at `name` if `crash_armed(name)`; else does nothing.
+
+  Names: `checkpoint:<step dir>` (once complete), `write:<path>` (before the rename), and the
+  phases of the cGAN's evaluation.
+  """
+  if crash_armed(name):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)

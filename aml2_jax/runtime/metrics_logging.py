@@ -1,15 +1,7 @@
-"""Where metrics go: TensorBoard event files (tensorboardX, no TensorFlow needed) and metrics.jsonl;
-and what the console shows of them while a run trains (a progress bar, a line per epoch).
+"""Where metrics go (TensorBoard events and metrics.jsonl in the workdir, results JSON) and what
+the console shows of them while a run trains (a progress bar, a line per epoch)."""
 
-One `MetricLogger` per run, in its workdir. Every scalar write also appends one JSON line
-`{"step": ..., "epoch": ..., name: value, ...}` so that results can be read without TensorBoard.
-
-Faults. Events are written from the calling thread (not tensorboardX's background writer, whose
-write errors would only print a traceback and then block the queue), so a full or read-only disk
-raises here, as a `storage.StorageError`. A line of metrics.jsonl cut short (a kill or a full disk
-in the middle of a write) is dropped when the next run opens the file (`storage.repair_jsonl`).
-"""
-
+import contextlib
 import json
 import os
 import sys
@@ -20,13 +12,13 @@ from typing import Mapping
 import numpy as np
 import tqdm
 
-from aml2_jax import console
+from aml2_jax import console, jsonio
 from aml2_jax.runtime import faults, storage
 
 
 def _import_tensorboardx():
-  """tensorboardX's summary builders and its synchronous event writer, without the torch import
-  its package makes when torch is installed (1-2 s of every start; only torch tensors need it)."""
+  """tensorboardX without the torch import its package makes when torch is installed (1-2 s of
+  every start; only torch tensors need it)."""
   blocked = 'torch' not in sys.modules
   if blocked:
     sys.modules['torch'] = None  # `import torch` raises ImportError: tensorboardX goes without.
@@ -41,31 +33,30 @@ def _import_tensorboardx():
 
 
 tb_summary, EventsWriter, event_pb2 = _import_tensorboardx()
-
-read_jsonl = storage.read_jsonl  # The records of metrics.jsonl, without a torn last line.
+read_jsonl = jsonio.read_jsonl  # The records of metrics.jsonl, without a torn last line.
 
 
 class MetricLogger:
-  """Writes scalars, images and text for one run (TensorBoard + `metrics.jsonl`).
+  """Writes scalars, images and text of one run to TensorBoard and `metrics.jsonl`.
 
-  Only process 0 of a multi-process run writes; on the others every method does nothing.
+  Each scalar write also appends a line `{"step": ..., "epoch": ..., name: value}`. Only
+  process 0 writes; a disk fault raises `storage.StorageError`.
   """
 
   def __init__(self, workdir: Path):
-    self.workdir = Path(workdir)
-    self.path = self.workdir / 'metrics.jsonl'
-    self.events_dir = self.workdir / 'tensorboard'
+    self.path = Path(workdir) / 'metrics.jsonl'
+    self.events_dir = Path(workdir) / 'tensorboard'
     self.jsonl = self.events = None
     self.enabled = console.is_main_process()
     if not self.enabled:
       return
-    with storage.writing(self.path, '--workdir'):
-      dropped = storage.repair_jsonl(self.path)
-      if dropped:
-        console.warn(f'note: dropped the torn last line of {self.path} ({dropped} bytes, a write '
-                     'cut short); its epoch is logged again when it reruns.')
-      self.jsonl = open(self.path, 'a', encoding='utf-8')
     try:
+      with storage.writing(self.path, '--workdir'):
+        dropped = storage.repair_jsonl(self.path)
+        if dropped:
+          console.warn(f'note: dropped the torn last line of {self.path} ({dropped} bytes, a '
+                       'write cut short); its epoch is logged again when it reruns.')
+        self.jsonl = open(self.path, 'a', encoding='utf-8')
       with storage.writing(self.events_dir, '--workdir'):
         self.events_dir.mkdir(parents=True, exist_ok=True)
         # Synchronous: a full disk raises here, where tensorboardX's background writer would only
@@ -107,19 +98,23 @@ class MetricLogger:
       self._add_event(step, tb_summary.text(name, text))
 
   def close(self) -> None:
-    """Closes both files; a write error here is ignored (the run has failed already, or the
-    data was flushed after every write)."""
+    """Closes both files; a write error here is moot (the run failed, or all was flushed)."""
     for closing in (self.events, self.jsonl):
-      try:
-        if closing is not None:
+      if closing is not None:
+        with contextlib.suppress(OSError):
           closing.close()
-      except OSError:
-        pass
 
 
-# Bars redraw a line with carriage returns: on a terminal that is live progress, in a log file, CI
-# or a pipe it is noise, so there the per-epoch lines (`epoch_line`) speak alone. None decides by
-# whether stderr is a terminal; tests set True or False to force either.
+def write_json(path: Path, record: Mapping) -> None:
+  """`jsonio.write_json` on process 0 only, a disk fault as a `storage.StorageError`."""
+  if console.is_main_process():
+    with storage.writing(path, '--workdir'):
+      jsonio.write_json(path, record)
+
+
+# Bars redraw a line with carriage returns: live progress on a terminal, noise in a log file, CI
+# or a pipe, where the per-epoch lines speak alone. None: tqdm asks whether stderr is a terminal;
+# tests set True or False.
 SHOW_BARS: bool | None = None
 
 
@@ -127,8 +122,7 @@ def progress_bar(total: int, desc: str, initial: int = 0, unit: str = 'step') ->
   """A progress bar with rate and ETA on stderr, when it is a terminal (process 0 only)."""
   show = SHOW_BARS if console.is_main_process() else False
   return tqdm.tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
-                   leave=True, mininterval=1.0,
-                   disable=None if show is None else not show)  # None: tqdm asks stderr.isatty().
+                   leave=True, mininterval=1.0, disable=None if show is None else not show)
 
 
 def figure(value) -> str:
@@ -142,12 +136,10 @@ def loss_first(names) -> list[str]:
 
 
 def show_running(bar: tqdm.tqdm, last: Mapping) -> None:
-  """Puts the losses of the last step read back into `bar`'s postfix (drawn at its next
-  refresh, so this adds no redraw of its own)."""
-  if bar.disable:
-    return
-  names = [k for k in loss_first(last) if 'loss' in k] or loss_first(last)
-  bar.set_postfix({k: figure(last[k]) for k in names}, refresh=False)
+  """Shows the losses of the last step read back in `bar`'s postfix, at its next refresh."""
+  if not bar.disable:
+    names = [k for k in loss_first(last) if 'loss' in k] or loss_first(last)
+    bar.set_postfix({k: figure(last[k]) for k in names}, refresh=False)
 
 
 def experiment_name(meta: Mapping) -> str:
@@ -157,10 +149,10 @@ def experiment_name(meta: Mapping) -> str:
 
 def epoch_line(name: str, epoch: int, num_epochs: int, train: Mapping, held_out: Mapping,
                train_s: float, eval_s: float) -> str:
-  """One line of an epoch's figures: the train means (losses first; `train_<name>` in
-  metrics.jsonl), the held-out metrics in `held_out`'s order, and the seconds spent training and
-  evaluating: 'cgan epoch 3/30  d_loss 1.234  g_loss 0.8761  val_fid 45.67  9.8 s + eval 1.2 s'.
-  A seed batch's values [seeds] are shown by their means, which the line says.
+  """'cgan epoch 3/30  d_loss 1.234  g_loss 0.8761  val_fid 45.67  9.8 s + eval 1.2 s'.
+
+  Train means with losses first, then `held_out` in its order; a seed batch's values [seeds]
+  are shown by their means, which the line says.
   """
   figures = [f'{k} {figure(train[k])}' for k in loss_first(train)]
   figures += [f'{k} {figure(v)}' for k, v in held_out.items()]
@@ -169,9 +161,3 @@ def epoch_line(name: str, epoch: int, num_epochs: int, train: Mapping, held_out:
   mean = f'  (means over {seeds.pop()} seeds)' if seeds else ''
   head = f'{name} epoch' if name else 'epoch'
   return '  '.join([f'{head} {epoch}/{num_epochs}', *figures, seconds]) + mean
-
-
-def write_json(path: Path, record: Mapping) -> None:
-  """Writes a JSON record atomically (temp file, fsync, rename), so a crash never leaves half a
-  file; a disk fault is a `storage.StorageError`. Process 0 alone writes."""
-  storage.atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + '\n', '--workdir')

@@ -1,11 +1,5 @@
-"""`<workdir>/run.json`: what ran, from which code, where, with which libraries, and for how long.
-
-Every invocation of `launch.py` that writes to its workdir appends one record (a resumed run has
-several): the command line, the git commit (and whether the tree had uncommitted changes), the
-start and end time (UTC), wall seconds, how it ended, the machine (CPU model, cores, memory,
-accelerator kind and count) and the versions of the libraries that decide the numbers. Results
-published under `results/` carry this file, so each figure names its run.
-"""
+"""`<workdir>/run.json`: per invocation, the command, git commit, times, exit, machine and library
+versions, so that every published figure names the run that made it."""
 
 import datetime
 import json
@@ -22,28 +16,32 @@ from aml2_jax import console, jsonio
 from aml2_jax.runtime import storage
 
 RUN_FILE = 'run.json'
-LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'ml-collections', 'numpy',
-             'scipy')
+_LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'ml-collections', 'numpy',
+              'scipy')
+# What `results.json` says of training: an `eval` that rewrites the file keeps them.
+_TRAINING_FACTS = ('train_wall_s', 'resumed_from_step')
 
 
-def _now() -> str:
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+def _iso(seconds: float | None = None) -> str:
+  """A time (default: now) in UTC, ISO 8601 to the second."""
+  moment = datetime.datetime.fromtimestamp(time.time() if seconds is None else seconds,
+                                           datetime.timezone.utc)
+  return moment.isoformat(timespec='seconds')
 
 
-def command_line(argv: list[str] | None = None) -> str:
-  """The command as a user would type it again (`python launch.py ...`)."""
-  argv = sys.argv if argv is None else argv
-  return shlex.join(['python', Path(argv[0]).name if argv[0].endswith('launch.py') else argv[0],
-                     *argv[1:]])
+def _timestamp(text: str | None) -> float | None:
+  try:
+    return datetime.datetime.fromisoformat(text).timestamp()
+  except (TypeError, ValueError):
+    return None
 
 
 def git_state(repo: Path | None = None) -> dict:
   """{'commit': sha or None, 'dirty': bool or None} of the repository holding this package."""
-  repo = repo or Path(__file__).resolve().parents[2]
-
   def git(*args: str) -> str | None:
     try:
-      out = subprocess.run(['git', *args], cwd=repo, capture_output=True, text=True, timeout=10)
+      out = subprocess.run(['git', *args], cwd=repo or Path(__file__).resolve().parents[2],
+                           capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
       return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -64,39 +62,34 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
-def _memory_gib() -> float | None:
-  try:
-    pages, page_size = os.sysconf('SC_PHYS_PAGES'), os.sysconf('SC_PAGE_SIZE')
-  except (ValueError, OSError, AttributeError):
-    return None
-  return round(pages * page_size / 2**30, 1)
-
-
-def machine() -> dict:
-  """The machine of this process: CPU, cores, memory, and JAX's default backend and devices."""
+def _machine() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   devices = jax.devices()
-  return {'cpu': cpu_model(), 'cores': os.cpu_count(), 'memory_gib': _memory_gib(),
+  try:
+    memory_gib = round(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30, 1)
+  except (ValueError, OSError, AttributeError):
+    memory_gib = None
+  return {'cpu': cpu_model(), 'cores': os.cpu_count(), 'memory_gib': memory_gib,
           'os': f'{platform.system()} {platform.release()}',
           'backend': jax.default_backend(), 'device_kind': devices[0].device_kind,
           'num_devices': len(devices), 'num_processes': jax.process_count()}
 
 
-def versions() -> dict:
-  """Python's and the pinned libraries' versions."""
-  found = {'python': platform.python_version()}
-  for name in LIBRARIES:
-    try:
-      found[name] = metadata.version(name)
-    except metadata.PackageNotFoundError:
-      found[name] = None
-  return found
+def _version(name: str) -> str | None:
+  try:
+    return metadata.version(name)
+  except metadata.PackageNotFoundError:
+    return None
 
 
 def invocation(mode: str, argv: list[str] | None = None) -> dict:
-  """A fresh record of this invocation (completed by `RunRecorder.finish`)."""
-  return {'command': command_line(argv), 'mode': mode, 'git': git_state(), 'started': _now(),
-          'machine': machine(), 'versions': versions()}
+  """A fresh record of this invocation (`python launch.py ...`), completed at its end."""
+  argv = sys.argv if argv is None else argv
+  program = Path(argv[0]).name if argv[0].endswith('launch.py') else argv[0]
+  return {'command': shlex.join(['python', program, *argv[1:]]), 'mode': mode, 'git': git_state(),
+          'started': _iso(), 'machine': _machine(),
+          'versions': {'python': platform.python_version(),
+                       **{name: _version(name) for name in _LIBRARIES}}}
 
 
 def read(workdir: Path) -> dict:
@@ -105,15 +98,10 @@ def read(workdir: Path) -> dict:
   return record if isinstance(record.get('invocations'), list) else {'invocations': []}
 
 
-# What `results.json` says of training (its wall time, the step it resumed from): an `eval`
-# that rewrites the file keeps them.
-TRAINING_FACTS = ('train_wall_s', 'resumed_from_step')
-
-
 def training_facts(run_dir: Path) -> dict:
-  """The `TRAINING_FACTS` in `<run_dir>/results.json` ({} when there is none)."""
+  """What `<run_dir>/results.json` says of training ({} when there is none)."""
   results = jsonio.read_json_object(Path(run_dir) / 'results.json')
-  return {k: v for k, v in results.items() if k in TRAINING_FACTS}
+  return {k: v for k, v in results.items() if k in _TRAINING_FACTS}
 
 
 def _write_times(workdir: Path) -> list[float]:
@@ -129,12 +117,12 @@ def _write_times(workdir: Path) -> list[float]:
   return times
 
 
-def close_unfinished(record: dict, workdir: Path, now: float) -> None:
-  """Completes invocations that were killed without notice (SIGKILL, a lost machine).
+def _close_unfinished(record: dict, workdir: Path, now: float) -> None:
+  """Completes invocations killed without notice (a start, no end).
 
-  Such an entry has a start but no end. Its end is taken as the workdir's newest write between its
-  start and the next invocation's start: a lower bound, since work after its last write was lost
-  and redone. An entry with no write in that span (files since rewritten) stays open.
+  The end is taken as the workdir's newest write before the next start: a lower bound, since
+  work after it was lost and redone. With no write in that span (files since rewritten) the entry
+  stays open.
   """
   entries = record['invocations']
   starts = [_timestamp(entry.get('started')) for entry in entries] + [now]
@@ -143,22 +131,10 @@ def close_unfinished(record: dict, workdir: Path, now: float) -> None:
     if 'finished' in entry or start is None or next_start is None:
       continue
     inside = [t for t in writes if start <= t < next_start]
-    if not inside:
-      continue
-    end = max(inside)
-    entry.update(
-        finished=datetime.datetime.fromtimestamp(end, datetime.timezone.utc).isoformat(
-            timespec='seconds'),
-        wall_s=round(end - start, 1),
-        exit='killed without notice (no exit recorded); resumed by the next invocation',
-        note='recorded after the fact: end is its last write to the workdir')
-
-
-def _timestamp(text: str | None) -> float | None:
-  try:
-    return datetime.datetime.fromisoformat(text).timestamp()
-  except (TypeError, ValueError):
-    return None
+    if inside:
+      entry.update(finished=_iso(max(inside)), wall_s=round(max(inside) - start, 1),
+                   exit='killed without notice (no exit recorded); resumed by the next invocation',
+                   note='recorded after the fact: end is its last write to the workdir')
 
 
 class RunRecorder:
@@ -178,13 +154,11 @@ class RunRecorder:
     return self
 
   def __exit__(self, exc_type, exc, tb) -> None:
-    self.entry['finished'] = _now()
+    self.entry['finished'] = _iso()
     self.entry['wall_s'] = round(time.perf_counter() - self.start, 1)
-    if exc_type is None:
-      self.entry['exit'] = 'ok'
-    else:
-      line = ' '.join(str(exc).split())[:300]
-      self.entry['exit'] = f'{exc_type.__name__}: {line}' if line else exc_type.__name__
+    line = ' '.join(str(exc).split())[:300]
+    self.entry['exit'] = ('ok' if exc_type is None
+                          else f'{exc_type.__name__}: {line}' if line else exc_type.__name__)
     self._write()
 
   def _write(self, close_killed: bool = False) -> None:
@@ -193,14 +167,10 @@ class RunRecorder:
       return
     record = read(self.workdir)
     if close_killed:
-      close_unfinished(record, self.workdir, _timestamp(self.entry['started']))
-    mine = [i for i, entry in enumerate(record['invocations'])
-            if (entry.get('started'), entry.get('command')) == (self.entry['started'],
-                                                                self.entry['command'])]
-    if mine:
-      record['invocations'][mine[0]] = self.entry
-    else:
-      record['invocations'].append(self.entry)
+      _close_unfinished(record, self.workdir, _timestamp(self.entry['started']))
+    entries, key = record['invocations'], lambda entry: (entry.get('started'), entry.get('command'))
+    mine = next((i for i, e in enumerate(entries) if key(e) == key(self.entry)), len(entries))
+    entries[mine:mine + 1] = [self.entry]  # Replaced in place, or appended.
     try:
       storage.atomic_write_text(self.path, json.dumps(record, indent=2) + '\n', '--workdir')
     except storage.StorageError as e:

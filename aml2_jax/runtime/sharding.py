@@ -1,14 +1,5 @@
-"""Data parallelism with `jax.sharding`: one `data` mesh axis over `config.num_devices` devices.
-
-Params and optimizer state are replicated; each step's batch indices are split along the batch
-axis, so the batch gathered inside the jitted step is sharded and XLA inserts the gradient
-all-reduce. On one device this is the same code path with a mesh of one. The models here are
-small, so a run takes one device unless `config.num_devices` asks for more (0 = every device of
-every process). A run's `Trainer` (`training.loop`) builds the mesh once and passes it to what
-places arrays on it: the data, each chunk's batch indices, and the checkpoint it resumes from.
-Multi-process runs call `jax.distributed.initialize()` first (see
-`aml2_jax.runtime.distributed`); every process then runs the same program on its own devices.
-"""
+"""Data parallelism: one `data` mesh axis; params replicated, each batch split along the batch
+axis, so XLA inserts the gradient all-reduce. Built once per run by the `Trainer`."""
 
 from typing import Any
 
@@ -22,9 +13,7 @@ from aml2_jax.errors import UserError
 def data_mesh(num_devices: int = 0) -> Mesh:
   """A 1-D mesh named `data` over the first `num_devices` devices (0 = all, of all processes).
 
-  Raises:
-    UserError: more devices are asked for than exist, or a multi-process run asks for fewer
-      than all (every process must hold part of the mesh).
+  A multi-process run must use all of them: every process holds part of the mesh.
   """
   devices = jax.devices()
   if num_devices > len(devices):
@@ -52,8 +41,7 @@ def local_mesh() -> Mesh:
 
 def replicated_like(tree: Any, mesh: Mesh | None = None) -> Any:
   """Every leaf's shape and dtype, replicated over `mesh` (default: `local_mesh()`): what orbax
-  restores into. Naming the devices matters: without a sharding orbax falls back to the layout
-  the checkpoint was saved with, and a checkpoint written on 4 devices then fails to load on 1."""
+  restores into. Without a sharding orbax takes the saved layout, which fails on fewer devices."""
   replicated = NamedSharding(mesh or local_mesh(), P())
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
 
@@ -64,22 +52,21 @@ def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
                     f'use a multiple of {mesh.size}.')
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places every array of `tree` whole on every device of `mesh`."""
-  sharding = NamedSharding(mesh, P())
+def _put(tree: Any, sharding: NamedSharding) -> Any:
   if jax.process_count() == 1:
     return jax.device_put(tree, sharding)
-  # Multi-process: every process holds the same values and places them on its own devices.
+  # Multi-process: every process holds the same host values and places its own share of them.
   return jax.tree.map(lambda x: jax.make_array_from_callback(
       np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Places every array of `tree` whole on every device of `mesh`."""
+  return _put(tree, NamedSharding(mesh, P()))
 
 
 def shard_batch_axis(array: np.ndarray, mesh: Mesh, axis: int) -> jax.Array:
   """Places a host array with its `axis` split over the `data` devices (global batch kept)."""
   spec = [None] * array.ndim
   spec[axis] = 'data'
-  sharding = NamedSharding(mesh, P(*spec))
-  if jax.process_count() == 1:
-    return jax.device_put(array, sharding)
-  # Multi-host: every process holds the same global index array, so slice out its own share.
-  return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+  return _put(array, NamedSharding(mesh, P(*spec)))

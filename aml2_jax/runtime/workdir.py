@@ -11,6 +11,9 @@ from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.runtime import storage
 
+# Modes that only read the workdir (they write nowhere, or where --out says).
+READ_ONLY_MODES = ('sample', 'predict', 'summary')
+
 
 def prepare_workdir(path: str) -> Path:
   """Creates `path` if needed and checks that it is writable; returns it absolute."""
@@ -25,12 +28,28 @@ def prepare_workdir(path: str) -> Path:
   return workdir
 
 
+def prepare_workdir_for_mode(path: str, mode: str) -> Path:
+  """`prepare_workdir(path)`, unless `mode` only reads the workdir (so that `sample` and
+  `predict` work on a read-only disk)."""
+  workdir = Path(path).expanduser().absolute()
+  if mode in READ_ONLY_MODES:
+    return workdir
+  try:
+    return prepare_workdir(path)
+  except UserError as e:
+    if mode == 'eval' and workdir.is_dir() and isinstance(e.__cause__, OSError):
+      raise UserError(f'cannot write to workdir {workdir} ({e.__cause__.strerror}): --mode=eval '
+                      'writes results there; copy it to a writable disk and pass that as '
+                      '--workdir, or use --mode=sample / --mode=predict, which only read it.'
+                      ) from e
+    raise
+
+
 class WorkdirLock:
   """An exclusive lock on `<workdir>/.lock` held while a run writes there.
 
-  The OS drops the lock when the process dies (even by SIGKILL), so a stale lock never blocks.
-  In a multi-process run only process 0 takes it: the others write only their part of each
-  checkpoint, and on a shared filesystem they would otherwise refuse each other.
+  The OS drops it when the process dies (even by SIGKILL). Only process 0 takes it: the others
+  write only their part of each checkpoint, and on a shared disk they would refuse each other.
   """
 
   def __init__(self, workdir: Path):
@@ -55,39 +74,13 @@ class WorkdirLock:
     return self
 
   def __exit__(self, *exc) -> None:
-    if self.file is None:
-      return
-    fcntl.flock(self.file, fcntl.LOCK_UN)
-    self.file.close()
+    if self.file is not None:
+      fcntl.flock(self.file, fcntl.LOCK_UN)
+      self.file.close()
 
 
 def write_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
-  """Writes the resolved config (after command-line overrides) for the record, atomically. The
-  machine and its devices are in `run.json` (`run_record`)."""
+  """Writes the resolved config (after command-line overrides) to `config.json`, atomically."""
   record = json.loads(config.to_json_best_effort())
   storage.atomic_write_text(Path(workdir) / 'config.json', json.dumps(record, indent=2) + '\n',
                             '--workdir')
-
-
-# Modes that only read the workdir (they write nowhere, or where --out says).
-READ_ONLY_MODES = ('sample', 'predict', 'summary')
-
-
-def prepare_workdir_for_mode(path: str, mode: str) -> Path:
-  """The workdir of a run in `mode`, absolute; created and checked writable unless `mode` only
-  reads it, so that `sample` and `predict` work on a trained workdir on a read-only disk.
-
-  `eval` rewrites results in the workdir: on a read-only one it is refused with the way out.
-  """
-  workdir = Path(path).expanduser().absolute()
-  if mode in READ_ONLY_MODES:
-    return workdir
-  try:
-    return prepare_workdir(path)
-  except UserError as e:
-    if mode == 'eval' and workdir.is_dir() and isinstance(e.__cause__, OSError):
-      raise UserError(f'cannot write to workdir {workdir} ({e.__cause__.strerror}): --mode=eval '
-                      'writes results there; copy it to a writable disk and pass that as '
-                      '--workdir, or use --mode=sample / --mode=predict, which only read it.'
-                      ) from e
-    raise

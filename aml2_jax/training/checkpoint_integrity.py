@@ -1,11 +1,5 @@
-"""Whether a checkpoint step can be used: its files are intact, and it fits the config.
-
-Once a save has completed, `MANIFEST` is written into its step directory: the size and SHA-256 of
-every file. `verify_step` checks a step against it (a step without one gets a structural check of
-orbax's JSON files instead); `read_failure` tells, from an exception raised while restoring,
-whether files could not be read (damage) rather than did not fit the template (a config
-mismatch). `check_compatible` is the rule for what a resume may change.
-"""
+"""Whether a checkpoint step can be used: its files match their manifest (or, without one, orbax's
+JSON files parse), and its meta record fits the config by the resume rule (docs/reliability.md)."""
 
 import hashlib
 import json
@@ -29,21 +23,15 @@ _READ_FAILURES = ('DATA_LOSS', 'OUT_OF_RANGE', 'NOT_FOUND', 'Data corruption', '
 class DamagedCheckpoint(UserError):
   """A step's files cannot be trusted: corrupted, truncated, missing or unreadable."""
 
-  def __init__(self, directory: Path, step: int, reason: str, fix: str = ''):
-    self.directory, self.step, self.reason = Path(directory), step, reason
-    super().__init__(f'checkpoint step {step} in {directory} is damaged ({reason})'
-                     + (f'; {fix}' if fix else ''))
-
-
-def file_digests(step_dir: Path) -> dict[str, dict]:
-  """{relative path: {'bytes', 'sha256'}} of every file of a step but the manifest."""
-  return {str(p.relative_to(step_dir)): {'bytes': p.stat().st_size, 'sha256': sha256(p)}
-          for p in sorted(step_dir.rglob('*')) if p.is_file() and p.name != MANIFEST}
+  def __init__(self, directory: Path, step: int, reason: str):
+    super().__init__(f'checkpoint step {step} in {directory} is damaged ({reason})')
 
 
 def write_manifest(step_dir: Path) -> None:
-  """Writes `MANIFEST` into a completed step directory (atomically)."""
-  text = json.dumps({'files': file_digests(step_dir)}, indent=1) + '\n'
+  """Writes `MANIFEST` (every other file's size and SHA-256) into a completed step directory."""
+  files = {str(p.relative_to(step_dir)): {'bytes': p.stat().st_size, 'sha256': sha256(p)}
+           for p in sorted(step_dir.rglob('*')) if p.is_file() and p.name != MANIFEST}
+  text = json.dumps({'files': files}, indent=1) + '\n'
   storage.atomic_write_text(step_dir / MANIFEST, text, '--workdir')
 
 
@@ -111,9 +99,8 @@ def read_failure(error: BaseException) -> BaseException | None:
   seen = set()
   while error is not None and id(error) not in seen:
     seen.add(id(error))
-    if isinstance(error, (OSError, json.JSONDecodeError)):
-      return error
-    if any(s in str(error) for s in _READ_FAILURES):
+    if (isinstance(error, (OSError, json.JSONDecodeError))
+        or any(s in str(error) for s in _READ_FAILURES)):
       return error
     error = error.__cause__ or error.__context__
   return None
@@ -135,29 +122,19 @@ def first_line(error: Any, limit: int = 200) -> str:
 
 
 def sha256(path: Path) -> str:
-  digest = hashlib.sha256()
   with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
+    return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
-# What a resume may change (docs/reliability.md): `num_epochs` may grow; the model, the data
-# and every optimizer setting may not. Using a trained model (eval, sample, predict) checks
-# neither the optimizer nor `num_epochs`: they shaped training, not the model being used.
+# Checked on resume only: they shaped training, not the model that eval, sample and predict use.
 RESUME_ONLY = ('optim', 'num_epochs')
 
 
 def check_compatible(saved: dict, current: dict, workdir: Path, *, resume: bool = True,
                      keys: Sequence[str] | None = None) -> None:
-  """Refuses a checkpoint whose meta record (`saved`) differs from `current`, by the rule above.
-
-  Args:
-    saved, current: meta records (see `restore.checkpoint_meta`).
-    workdir: named in the message.
-    resume: training resumes from it; else a trained model is used.
-    keys: the entries to compare (default: all), e.g. those that sampling needs.
-  """
+  """Refuses (`UserError` naming `workdir`) a checkpoint whose meta record `saved` differs from
+  `current` on `keys` (default: all) by the rule of docs/reliability.md: for a resume, or
+  (`resume=False`) for using the trained model."""
   current = json.loads(json.dumps(current))  # As saved: tuples become lists.
   names = sorted(keys or set(saved) | set(current))
   for key in (k for k in names if resume or k not in RESUME_ONLY):

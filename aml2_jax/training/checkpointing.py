@@ -1,23 +1,10 @@
 """Saving and finding train states with orbax: the one way a checkpoint is written and found.
 
-A checkpoint holds the whole train state (params, optimizer and schedule state, step, RNG key
-data, the running sums of the current epoch's metrics) and a JSON `meta` record of what it was
-made for (`restore.checkpoint_meta`). Orbax writes each step to a temporary directory, renames it
-when complete and keeps the latest K and the best one (its preservation policies); a manifest of
-every file's size and SHA-256 then completes the step (`checkpoint_integrity`).
-
-`Checkpointer.find` is how every mode (train, eval, sample, predict) finds a checkpoint: the
-newest (or best) intact one that fits the config (`checkpoint_integrity.check_compatible`).
-A damaged step is moved aside to `<step>.damaged` with a warning, in every mode, and the next one
-is used: no mode can ever use it, and left under its step name orbax would count it among the
-steps it keeps and every later command would trip on it again. Moved, not deleted: the bytes stay
-for inspection. On a read-only disk it is left in place and skipped.
-
-A save that fails for a reason of the disk (full, read-only, I/O error) is one `StorageError`
-naming the step, the fix and the newest complete checkpoint; the failed step's files are removed.
-"""
+Orbax keeps the latest K steps and the best one; this adds a manifest per step and one policy for
+damaged steps and failed saves (docs/reliability.md)."""
 
 import dataclasses
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,21 +28,18 @@ class Found:
   meta: dict
   items: dict[str, Any]
 
+  @property
+  def state(self) -> Any:
+    return self.items['state']
+
 
 class Checkpointer:
-  """An orbax `CheckpointManager` for one workdir: keeps the latest K and the best one.
-
-  Args:
-    directory: where step directories go (`<workdir>/checkpoints`).
-    keep: how many of the latest checkpoints to keep.
-    best_metric: the metric (passed to `save`) that picks the best checkpoint; '' = none.
-    best_mode: 'min' or 'max' for `best_metric`.
-  """
+  """An orbax `CheckpointManager` in `directory` (`<workdir>/checkpoints`) keeping the latest
+  `keep` steps and the best one by `best_metric` (a metric passed to `save`; '' = none)."""
 
   def __init__(self, directory: Path, keep: int = 2, best_metric: str = '', best_mode: str = 'min'):
     faults.install_quiet_hooks()
     self.directory = Path(directory).absolute()
-    self.best_metric = best_metric
     policy = [policies.LatestN(n=keep)]
     best_fn = None
     # orbax parses every step's metrics when it opens the folder and fails on a damaged file:
@@ -80,8 +64,6 @@ class Checkpointer:
 
   def all_steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
-
-  # --- Saving ------------------------------------------------------------------------------
 
   def save(self, step: int, items: dict[str, Any], meta: dict, metrics: dict | None = None) -> None:
     """Saves pytrees `items` (by name) and `meta` at `step` (async; `wait` or `close` to finish)."""
@@ -116,10 +98,12 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       self._raise_save_failure(e)
     if self.pending is not None:
-      step, self.pending = self.pending, None
-      if (self.directory / str(step)).is_dir():
-        self._write_manifest(step)
-        faults.crash_point(f'checkpoint:{self.directory / str(step)}')
+      step_dir, self.pending = self.directory / str(self.pending), None
+      if step_dir.is_dir():
+        if console.is_main_process():
+          with storage.writing(step_dir, '--workdir', self._kept_note()):
+            integrity.write_manifest(step_dir)
+        faults.crash_point(f'checkpoint:{step_dir}')
 
   def _raise_save_failure(self, error: Exception) -> None:
     """Raises what a failed save of `self.pending` means: a StorageError for a disk fault."""
@@ -140,24 +124,14 @@ class Checkpointer:
     return (f'the newest complete checkpoint, step {max(steps)}, is intact: the same command '
             'resumes from it.')
 
-  def _write_manifest(self, step: int) -> None:
-    if console.is_main_process():
-      with storage.writing(self.directory / str(step), '--workdir', self._kept_note()):
-        integrity.write_manifest(self.directory / str(step))
-
-  # --- Finding and restoring ---------------------------------------------------------------
-
   def find(self, meta: dict, *, resume: bool = True, keys: Sequence[str] | None = None,
            best: bool = False, templates: dict[str, Any] | None = None,
-           mesh: jax.sharding.Mesh | None = None) -> Found | None:
-    """The newest intact checkpoint that fits `meta`, or None when no step is left.
-
-    Tries the newest step (with `best`, orbax's best one by `best_metric` first) with `load`. A
-    damaged step is moved aside (see the module docstring) and the next one tried; a step made
-    for another config raises `UserError`, since every step of a workdir comes from one config.
-    """
+           mesh: jax.sharding.Mesh | None = None, at_most: float = math.inf) -> Found | None:
+    """The newest (with `best`: orbax's best first) intact step up to `at_most` that fits `meta`
+    (see `load`), or None. A damaged step is moved aside and the next one tried; a step made for
+    another config raises `UserError` (every step of a workdir comes from one config)."""
     tried = set()
-    while (step := self._next_step(best, tried)) is not None:
+    while (step := self._next_step(best, tried, at_most)) is not None:
       tried.add(step)
       try:
         items, saved = self.load(step, templates or {}, meta, mesh, resume=resume, keys=keys)
@@ -180,8 +154,8 @@ class Checkpointer:
 
   def load(self, step: int, templates: dict[str, Any], meta: dict,
            mesh: jax.sharding.Mesh | None = None, **rule) -> tuple[dict[str, Any], dict]:
-    """(restored items, saved meta) of `step`: files verified, meta checked against `meta` by
-    `check_compatible(**rule)`, `templates` restored. Damage raises `DamagedCheckpoint`."""
+    """(restored `templates`, saved meta) of `step`, its files verified and its meta checked by
+    `check_compatible(**rule)`; damage raises `DamagedCheckpoint`."""
     reason = self.verify(step)
     if reason:
       raise DamagedCheckpoint(self.directory, step, reason)
@@ -189,11 +163,10 @@ class Checkpointer:
     check_compatible(saved, meta, self.directory.parent, **rule)
     return (self.restore(step, templates, mesh) if templates else {}), saved
 
-  def _next_step(self, best: bool, tried: set[int]) -> int | None:
+  def _next_step(self, best: bool, tried: set[int], at_most: float) -> int | None:
+    left = [s for s in self.manager.all_steps() if s not in tried and s <= at_most]
     first = self.manager.best_step() if best else None  # Orbax's pick; recomputed after a move.
-    if first is not None and first not in tried:
-      return first
-    return max((s for s in self.manager.all_steps() if s not in tried), default=None)
+    return first if first in left else max(left, default=None)
 
   def verify(self, step: int) -> str | None:
     """Why the files of `step` cannot be trusted, or None when they are intact."""
@@ -209,13 +182,9 @@ class Checkpointer:
 
   def restore(self, step: int, templates: dict[str, Any],
               mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
-    """Restores the named items saved at `step` into the structures of `templates`.
-
-    A template is a pytree of arrays or `jax.ShapeDtypeStruct`s; the restored arrays are
-    replicated over `mesh` (default: this process's first device), whatever layout and device
-    count they were saved with. Raises `DamagedCheckpoint` when the files cannot be read, and a
-    `UserError` when they do not fit the templates.
-    """
+    """The items of `step` named by `templates` (pytrees of arrays or ShapeDtypeStructs),
+    replicated over `mesh` (default: this process's first device) whatever device count saved
+    them. Unreadable files raise `DamagedCheckpoint`; files that do not fit, a `UserError`."""
     args = ocp.args.Composite(**{k: ocp.args.StandardRestore(sharding.replicated_like(v, mesh))
                                  for k, v in templates.items()})
     try:
@@ -229,11 +198,12 @@ class Checkpointer:
       if not isinstance(e, (ValueError, KeyError, TypeError)):
         raise
       raise UserError(f'checkpoint {self.directory / str(step)} does not fit this config\'s '
-                      f'model ({integrity.first_line(e)}); use another --workdir.') from e
+                      f'model or this version\'s train state ({integrity.first_line(e)}); use '
+                      'another --workdir.') from e
 
   def move_aside(self, step: int) -> Path | None:
-    """Renames step directory `<step>` to `<step>.damaged` (orbax ignores it); the new path, or
-    None where it cannot be moved (a read-only disk, a process other than 0)."""
+    """Renames `<step>` to `<step>.damaged`, which orbax ignores; the new path, or None where it
+    cannot be moved (a read-only disk, a process other than 0)."""
     if not console.is_main_process():
       return None
     target = self.directory / f'{step}{DAMAGED_SUFFIX}'

@@ -1,13 +1,9 @@
-"""Fields every experiment config shares, their checks, and loading config files from code.
-
-Each `configs/<name>.py` starts from `base_config(...)` and adds its own `model`, `optim` and `data`
-groups. The shared training loop (`aml2_jax.training.loop`) reads only the fields defined here.
-"""
+"""Fields every experiment config shares (all the training loop reads), their checks, and loading
+config files from code. Each `configs/<name>.py` starts from `base_config(...)`."""
 
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
 
 import jax
 import ml_collections
@@ -47,29 +43,16 @@ def load_config(name: str, variant: str = '') -> ml_collections.ConfigDict:
   return importlib.import_module(f'configs.{name}').get_config(variant)
 
 
-def backend_name() -> str:
-  """'cpu', 'gpu' or 'tpu': the key of `config.backend_defaults` for JAX's default backend."""
-  backend = jax.default_backend()
-  return 'gpu' if backend in ('gpu', 'cuda', 'rocm') else backend
-
-
 def per_backend(config: ml_collections.ConfigDict, name: str, value: int) -> int:
   """`value` when set (> 0), else `config.backend_defaults[name]` for the current backend."""
-  return value if value > 0 else config.backend_defaults[name][backend_name()]
-
-
-def field(config: ml_collections.ConfigDict, name: str) -> Any:
-  """The value of a dotted field name, e.g. 'optim.learning_rate'."""
-  value = config
-  for part in name.split('.'):
-    value = value[part]
-  return value
+  backend = {'cuda': 'gpu', 'rocm': 'gpu'}.get(jax.default_backend(), jax.default_backend())
+  return value if value > 0 else config.backend_defaults[name][backend]
 
 
 def check_positive(config: ml_collections.ConfigDict, *names: str) -> None:
   """Refuses a config whose named (dotted) fields are not positive numbers."""
   for name in names:
-    value = field(config, name)
+    value = config[name]
     if value <= 0:
       raise UserError(f'config.{name} is {value}: it must be > 0 (set --config.{name}=...).')
 
@@ -77,22 +60,21 @@ def check_positive(config: ml_collections.ConfigDict, *names: str) -> None:
 def check_non_negative(config: ml_collections.ConfigDict, *names: str) -> None:
   """Refuses a config whose named (dotted) fields are negative."""
   for name in names:
-    if field(config, name) < 0:
+    if config[name] < 0:
       raise UserError(f'config.{name} must be >= 0 (set --config.{name}=...).')
 
 
 def check_fraction(config: ml_collections.ConfigDict, name: str, allow_zero: bool = True) -> None:
   """Refuses a dotted config field that is not in [0, 1) (or (0, 1) without allow_zero)."""
-  value = field(config, name)
-  low_ok = value >= 0 if allow_zero else value > 0
-  if not (low_ok and value < 1):
+  value = config[name]
+  if not ((value >= 0 if allow_zero else value > 0) and value < 1):
     bounds = '[0, 1)' if allow_zero else '(0, 1)'
     raise UserError(f'config.{name} is {value}: it must be in {bounds} (set --config.{name}=...).')
 
 
 def check_choice(config: ml_collections.ConfigDict, name: str, choices: tuple[str, ...]) -> None:
   """Refuses a dotted config field whose value is not one of `choices`."""
-  value = field(config, name)
+  value = config[name]
   if value not in choices:
     raise UserError(f'config.{name} is {value!r}: use one of {", ".join(choices)}.')
 

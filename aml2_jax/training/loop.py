@@ -1,19 +1,7 @@
-"""The training loop every experiment shares: epochs of jitted step chunks, resumable to the step.
+"""The training loop every experiment shares: a `Trainer` runs a `TrainTask` in jitted step chunks,
+resumable to the step (docs/reliability.md), calling `EpochHooks` after each epoch."""
 
-An experiment hands over a `TrainTask` (what is trained: the state, a pure `train_step`, the arrays
-it gathers batches from, an optional end-of-epoch schedule update) and `EpochHooks` (what is
-observed after each epoch: held-out metrics, pictures, samples). A `Trainer` owns the rest: the
-data order, the fused step chunks, progress bars, logging, checkpoints, resumption and stopping.
-
-Exact resumption: epoch `e`'s order is a permutation drawn from `(seed, e)`, the step's randomness
-comes from `fold_in(key, step)`, and the running sums of the epoch's metrics are saved with the
-state, so a run restarted from any checkpoint ends with the same parameters and metrics.
-
-Seed batches: a task made by `seed_batch.stack_tasks` trains several seeds in one program. Its
-state, data and metrics have a leading seed axis and each seed draws its own epoch order, so the
-loop gives it batch indices [steps, seeds, batch] and keeps every metric per seed.
-"""
-
+import contextlib
 import dataclasses
 import signal
 import time
@@ -28,84 +16,49 @@ from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.training import config as config_lib
 from aml2_jax.runtime import metrics_logging, sharding
+from aml2_jax.runtime.metrics_logging import MetricLogger
 from aml2_jax.training.checkpointing import Checkpointer
-from aml2_jax.runtime.metrics_logging import MetricLogger, progress_bar
-
-Metrics = dict[str, jax.Array]
 
 
 @dataclasses.dataclass
 class TrainTask:
-  """What is trained (and what the benchmark times).
-
-  Attributes:
-    state: the initial train state; a pytree whose `step` field counts train steps.
-    train_step: pure `(state, data, batch_idx [batch]) -> (state, metrics)`; metrics are per-step
-      means (scalars) and must include 'loss'.
-    data: pytree of arrays (on host or device) that `train_step` indexes with `batch_idx`.
-    num_examples: the number of indexable training examples (batch_idx values are in [0, this)).
-    end_epoch: host hook `(state, train_metrics) -> state` that changes training between epochs
-      (e.g. a plateau schedule); the identity by default.
-    meta: the JSON record saved with every checkpoint (see `checkpointing.check_compatible`).
-    compiler_options: XLA options for compiling the step chunk (see `layers.fast_ops`).
-    seeds: for a seed batch (see `seed_batch`), the seed of each slice of the leading axis, which
-      draws that slice's epoch order; () for one run, whose order comes from `config.seed`.
-  """
-  state: Any
-  train_step: Callable[[Any, Any, jax.Array], tuple[Any, Metrics]]
-  data: Any
-  num_examples: int
-  end_epoch: Callable[[Any, dict], Any] = lambda state, metrics: state
-  meta: dict = dataclasses.field(default_factory=dict)
-  compiler_options: dict = dataclasses.field(default_factory=dict)
-  seeds: tuple[int, ...] = ()
+  """What is trained (and what the benchmark times)."""
+  state: Any  # The initial train state; its `step` counts train steps.
+  # Pure `(state, data, batch_idx [batch]) -> (state, metrics)`: scalar means, 'loss' among them.
+  train_step: Callable[[Any, Any, jax.Array], tuple[Any, dict]]
+  data: Any  # Arrays (on host or device) that `train_step` indexes with `batch_idx`.
+  num_examples: int  # batch_idx values are in [0, num_examples).
+  end_epoch: Callable[[Any, dict], Any] = lambda state, metrics: state  # E.g. a plateau.
+  meta: dict = dataclasses.field(default_factory=dict)  # Saved with every checkpoint.
+  compiler_options: dict = dataclasses.field(default_factory=dict)  # XLA options of the chunk.
+  seeds: tuple[int, ...] = ()  # A seed batch's seeds (`seed_batch`); () for one run.
 
 
 @dataclasses.dataclass(frozen=True)
 class EpochHooks:
-  """What a run observes after every epoch; none of it changes training.
-
-  Attributes:
-    evaluate: `(state) -> metrics` on held-out data, logged and saved with the checkpoint.
-    report: `(state, epoch, logger)` for pictures and samples.
-    console_metrics: the names of `evaluate`'s metrics that the epoch's console line shows, in
-      this order; () shows them all.
-  """
-  evaluate: Callable[[Any], dict] = lambda state: {}
+  """What a run observes after every epoch (metrics, pictures, samples); none changes training."""
+  evaluate: Callable[[Any], dict] = lambda state: {}  # Held-out metrics, saved with the step.
   report: Callable[[Any, int, MetricLogger], None] = lambda state, epoch, logger: None
-  console_metrics: tuple[str, ...] = ()
+  console_metrics: tuple[str, ...] = ()  # `evaluate`'s metrics on the epoch's line; () = all.
 
 
 class TrainingDiverged(UserError):
   """The loss became NaN or infinite; nothing after the last good checkpoint was saved."""
 
 
+class Interrupted(Exception):
+  """Training was stopped by a signal after saving a checkpoint."""
+
+
 def epoch_order(seed: int, epoch: int, num_examples: int, batch_size: int) -> np.ndarray:
   """Example indices of an epoch, [steps_per_epoch, batch]; the remainder is dropped."""
   order = np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
-  steps = num_examples // batch_size
-  return order[:steps * batch_size].reshape(steps, batch_size)
-
-
-def task_epoch_order(task: TrainTask, seed: int, epoch: int, batch_size: int) -> np.ndarray:
-  """`epoch_order` of `seed`, or for a seed batch each seed's own: [steps, seeds, batch]."""
-  if not task.seeds:
-    return epoch_order(seed, epoch, task.num_examples, batch_size)
-  # Each seed's order is the one its own run would draw, so a batched seed equals its solo run.
-  return np.stack([epoch_order(s, epoch, task.num_examples, batch_size) for s in task.seeds], 1)
-
-
-def batch_shape(task: TrainTask, batch_size: int) -> tuple[int, ...]:
-  """The shape of one step's batch indices: [batch], or [seeds, batch] for a seed batch."""
-  return (len(task.seeds), batch_size) if task.seeds else (batch_size,)
+  return order[:num_examples // batch_size * batch_size].reshape(-1, batch_size)
 
 
 def make_train_chunk(train_step: Callable, compiler_options: dict | None = None) -> Callable:
-  """Fuses a chunk of steps into one jitted call: `(state, sums, data, batch_idx [steps, batch])`.
-
-  `sums` accumulates each metric over the epoch on device (plus 'num_steps'); the call also
-  returns the last step's metrics, which the host reads to watch for divergence.
-  """
+  """Fuses a chunk of steps into one jitted `(state, sums, data, batch_idx [steps, batch]) ->
+  (state, sums, last step's metrics)`; `sums` adds up each metric (and 'num_steps') on device."""
 
   def chunk(state, sums, data, batch_idx):
     def body(carry, batch_idx):
@@ -125,45 +78,16 @@ def make_train_chunk(train_step: Callable, compiler_options: dict | None = None)
 
 
 def zero_sums(train_step: Callable, state: Any, data: Any,
-              batch_size: int | tuple[int, ...]) -> Metrics:
-  """All-zero running sums with the structure of the step's metrics (found by tracing only).
-
-  `batch_size` may be a whole batch-index shape: [seeds, batch] gives per-seed sums [seeds].
-  """
+              batch_size: int | tuple[int, ...]) -> dict:
+  """Zero running sums of the step's metrics (traced only); per seed for shape [seeds, batch]."""
   shape = (batch_size,) if isinstance(batch_size, int) else tuple(batch_size)
-  batch_idx = jax.ShapeDtypeStruct(shape, jnp.int32)
-  _, metrics = jax.eval_shape(train_step, state, data, batch_idx)
+  _, metrics = jax.eval_shape(train_step, state, data, jax.ShapeDtypeStruct(shape, jnp.int32))
   zeros = lambda: jnp.zeros(shape[:-1], jnp.float32)
   return {**{k: zeros() for k in metrics}, 'num_steps': zeros()}
 
 
-class StopSignal:
-  """Turns SIGINT/SIGTERM into a flag the loop checks between chunks, so it can save first."""
-
-  def __init__(self):
-    self.received = None
-
-  def __enter__(self) -> 'StopSignal':
-    self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    return self
-
-  def _handle(self, signum, frame) -> None:
-    if self.received is not None:  # A second Ctrl-C: stop at once.
-      raise KeyboardInterrupt
-    self.received = signal.Signals(signum).name
-
-  def __exit__(self, *exc) -> None:
-    for s, handler in self.previous.items():
-      signal.signal(s, handler)
-
-
-class Interrupted(Exception):
-  """Training was stopped by a signal after saving a checkpoint."""
-
-
-def means(sums: Metrics) -> dict[str, Any]:
-  """Epoch means of the running sums (one device-to-host transfer): floats, or per-seed arrays
-  [seeds] for a seed batch."""
+def means(sums: dict) -> dict[str, Any]:
+  """Epoch means of the running sums (one transfer): floats, or arrays [seeds] for a seed batch."""
   sums = jax.device_get(sums)
   count = np.maximum(np.asarray(sums['num_steps'], np.float64), 1.0)
   means_ = {k: np.asarray(v, np.float64) / count for k, v in sums.items() if k != 'num_steps'}
@@ -176,18 +100,10 @@ def first_step(state: Any) -> int:
 
 
 class Trainer:
-  """One run's training: the compiled step chunk, its devices, checkpoints, logs and stop flag.
+  """One run's training; without `ckpt` and `logger`, the setup that the benchmark times."""
 
-  Args:
-    task: what is trained.
-    config: the run's config (the shared fields of `training.config.base_config`).
-    ckpt: where checkpoints go; the run resumes from its latest one (its meta must match).
-    logger: where metrics, pictures and samples go.
-    hooks: what is observed after each epoch.
-  """
-
-  def __init__(self, task: TrainTask, config, ckpt: Checkpointer, logger: MetricLogger,
-               hooks: EpochHooks = EpochHooks()):
+  def __init__(self, task: TrainTask, config, ckpt: Checkpointer | None = None,
+               logger: MetricLogger | None = None, hooks: EpochHooks = EpochHooks()):
     self.task, self.config, self.ckpt, self.logger, self.hooks = task, config, ckpt, logger, hooks
     self.mesh = sharding.data_mesh(config.num_devices)
     sharding.check_batch_divides(config.batch_size, self.mesh)
@@ -198,85 +114,97 @@ class Trainer:
     self.steps_per_call = config_lib.per_backend(config, 'steps_per_call', config.steps_per_call)
     self.data = sharding.replicate(task.data, self.mesh)
     self.train_chunk = make_train_chunk(task.train_step, task.compiler_options)
-    self.stop = StopSignal()
+    self.stopped = None  # SIGINT/SIGTERM, once received: the loop saves, then stops.
+
+  def start(self) -> tuple[Any, dict]:
+    """The task's initial state and zero running sums, placed on the mesh."""
+    shape = (self.config.batch_size,)
+    sums = zero_sums(self.task.train_step, self.task.state, self.data,
+                     (len(self.task.seeds),) + shape if self.task.seeds else shape)
+    return sharding.replicate((self.task.state, sums), self.mesh)
+
+  def epoch_order(self, epoch: int) -> np.ndarray:
+    """The epoch's batch indices: [steps, batch], or [steps, seeds, batch] for a seed batch."""
+    # Each seed's order is the one its own run would draw, so a batched seed equals its solo run.
+    orders = np.stack([epoch_order(seed, epoch, self.task.num_examples, self.config.batch_size)
+                       for seed in self.task.seeds or (self.config.seed,)], 1)
+    return orders if self.task.seeds else orders[:, 0]
+
+  def batch_idx(self, order: np.ndarray, position: int, n: int) -> jax.Array:
+    """Steps [position, position + n) of `order`, the batch axis (last) split over the mesh."""
+    return sharding.shard_batch_axis(order[position:position + n], self.mesh, axis=-1)
 
   def run(self) -> Any:
-    """Runs (or resumes) training to `config.num_epochs`; returns the final state.
-
-    Saves at every epoch end (with the epoch's eval metrics, so the best one is kept), every
-    `config.checkpoint_every_steps` steps, and on SIGINT/SIGTERM before raising `Interrupted`.
-    """
+    """Runs (or resumes) training to `config.num_epochs`; returns the final state."""
     console.say(f'training on {sharding.describe(self.mesh)}')
-    sums = zero_sums(self.task.train_step, self.task.state, self.data,
-                     batch_shape(self.task, self.config.batch_size))
-    state, sums = self._resume(*sharding.replicate((self.task.state, sums), self.mesh))
+    state, sums = self._resume(*self.start())
     step = first_step(state)
-    with self.stop:
+    previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
       for epoch in range(step // self.steps_per_epoch, self.config.num_epochs):
         start = time.perf_counter()
         state, sums, step = self._run_epoch(state, sums, epoch, step)
         state, sums = self._end_epoch(state, sums, epoch, step, start)
+    finally:
+      for s, handler in previous.items():
+        signal.signal(s, handler)
     self.ckpt.wait()
     return state
 
-  def _resume(self, state: Any, sums: Metrics) -> tuple[Any, Metrics]:
-    """The newest intact checkpoint's state and sums if there is one (and it matches the task's
-    meta); damaged newer ones are moved aside (see `Checkpointer.resume`)."""
+  def _on_signal(self, signum, frame) -> None:
+    if self.stopped:  # A second SIGINT/SIGTERM: stop at once.
+      raise KeyboardInterrupt
+    self.stopped = signal.Signals(signum).name
+
+  def _resume(self, state: Any, sums: dict) -> tuple[Any, dict]:
+    """The state and sums of the newest intact checkpoint that fits the task's meta, if any."""
     found = self.ckpt.resume({'state': state, 'sums': sums}, self.task.meta, self.mesh)
     if found is None:
       return state, sums
     latest, restored = found
-    epoch = latest // self.steps_per_epoch
-    where = (f'epoch {epoch + 1} of {self.config.num_epochs}' if epoch < self.config.num_epochs
-             else f'all {self.config.num_epochs} epochs done')
+    epoch, num_epochs = latest // self.steps_per_epoch, self.config.num_epochs
+    where = (f'epoch {epoch + 1} of {num_epochs}' if epoch < num_epochs
+             else f'all {num_epochs} epochs done')
     console.say(f'resuming from step {latest} ({where}), '
                 f'checkpoint {self.ckpt.directory / str(latest)}')
     return restored['state'], restored['sums']
 
-  def _run_epoch(self, state: Any, sums: Metrics, epoch: int, step: int):
+  def _run_epoch(self, state: Any, sums: dict, epoch: int, step: int):
     """Runs the rest of one epoch from `step`; returns (state, sums, step)."""
-    config = self.config
-    order = task_epoch_order(self.task, config.seed, epoch, config.batch_size)
-    position = step - epoch * self.steps_per_epoch
-    bar = progress_bar(self.steps_per_epoch, f'epoch {epoch + 1}/{config.num_epochs}',
-                       initial=position)
+    order, per_epoch = self.epoch_order(epoch), self.steps_per_epoch
+    position = step - epoch * per_epoch
     pending = None  # The previous chunk's last metrics: blocking on them keeps one chunk in flight.
-    while position < self.steps_per_epoch:
-      n = min(self.steps_per_call, self.steps_per_epoch - position)
-      # The batch is the last axis, after the steps (and a seed batch's seeds).
-      batch_idx = sharding.shard_batch_axis(order[position:position + n], self.mesh, axis=-1)
-      state, sums, last = self.train_chunk(state, sums, self.data, batch_idx)
-      if pending is not None:
-        self._read_back(bar, pending)
-      pending = (last, step + n, n)
-      position, step = position + n, step + n
-      every = config.checkpoint_every_steps
-      crossed = every and (step // every) > ((step - n) // every)
-      if (crossed and position < self.steps_per_epoch) or self.stop.received:
-        self._check_finite(jax.device_get(last), step)
-        self.ckpt.save(step, {'state': state, 'sums': sums}, self.task.meta)
-      if self.stop.received:
-        self.ckpt.wait()
-        bar.close()
-        raise Interrupted(f'{self.stop.received}: saved a checkpoint at step {step} (epoch '
-                          f'{epoch + 1}, {position}/{self.steps_per_epoch}); run the same '
-                          'command to resume.')
-    self._read_back(bar, pending)
-    bar.close()
+    desc, every = f'epoch {epoch + 1}/{self.config.num_epochs}', self.config.checkpoint_every_steps
+    with metrics_logging.progress_bar(per_epoch, desc, initial=position) as bar:
+      while position < per_epoch:
+        n = min(self.steps_per_call, per_epoch - position)
+        batch_idx = self.batch_idx(order, position, n)
+        state, sums, last = self.train_chunk(state, sums, self.data, batch_idx)
+        if pending is not None:
+          self._read_back(bar, *pending)
+        pending = (last, step + n, n)
+        position, step = position + n, step + n
+        crossed = every and (step // every) > ((step - n) // every)
+        if (crossed and position < per_epoch) or self.stopped:
+          self._check_finite(jax.device_get(last), step)
+          self.ckpt.save(step, {'state': state, 'sums': sums}, self.task.meta)
+        if self.stopped:
+          self.ckpt.wait()
+          where = f'epoch {epoch + 1}, {position}/{per_epoch}'
+          raise Interrupted(f'{self.stopped}: saved a checkpoint at step {step} ({where}); run '
+                            'the same command to resume.')
+      self._read_back(bar, *pending)
     return state, sums, step
 
-  def _read_back(self, bar, pending: tuple) -> None:
-    """Waits for a chunk's last metrics (the loop's one read-back per chunk), checks them and
-    advances the bar, with those losses in its postfix."""
-    last, step, n = pending
+  def _read_back(self, bar, last: dict, step: int, n: int) -> None:
+    """Waits for a chunk's last metrics (one read-back per chunk), checks them, moves the bar."""
     last = jax.device_get(last)
     self._check_finite(last, step)
     metrics_logging.show_running(bar, last)
     bar.update(n)
 
-  def _end_epoch(self, state: Any, sums: Metrics, epoch: int, step: int, start: float):
-    """Schedule update, held-out metrics, the epoch's line, logs, pictures and checkpoint
-    (`start`: when the epoch's training began in this process)."""
+  def _end_epoch(self, state: Any, sums: dict, epoch: int, step: int, start: float):
+    """Schedule update, held-out metrics, the epoch's line, logs, pictures and checkpoint."""
     train_metrics = means(sums)
     self._check_finite(train_metrics, step)
     state = self.task.end_epoch(state, train_metrics)
@@ -300,7 +228,8 @@ class Trainer:
     bad = {k: v for k, v in metrics.items() if not np.all(np.isfinite(v))}
     if bad:
       last = self.ckpt.latest_step()
-      kept = f'the last good checkpoint (step {last}) is kept' if last else 'no checkpoint was saved'
+      kept = (f'the last good checkpoint (step {last}) is kept' if last
+              else 'no checkpoint was saved')
       raise TrainingDiverged(f'training diverged: {", ".join(f"{k}={v}" for k, v in bad.items())} '
                              f'by step {step}; {kept}. Lower the learning rate or change the seed.')
 
@@ -313,14 +242,9 @@ def train(task: TrainTask, config, ckpt: Checkpointer, logger: MetricLogger,
 
 def train_in_workdir(task: TrainTask, config, workdir: Path, hooks: EpochHooks = EpochHooks(),
                      best_metric: str = '', best_mode: str = 'min') -> Any:
-  """`train` with checkpoints in `<workdir>/checkpoints` and logs in `workdir`.
-
-  `best_metric` (a key of `hooks.evaluate`'s metrics) keeps the best checkpoint besides the latest.
-  """
-  ckpt = Checkpointer(Path(workdir) / 'checkpoints', config.keep_checkpoints, best_metric, best_mode)
-  logger = MetricLogger(workdir)
-  try:
+  """`train` with checkpoints in `<workdir>/checkpoints` (the best by `best_metric`, a key of
+  `hooks.evaluate`'s metrics, kept besides the latest) and logs in `workdir`."""
+  with (contextlib.closing(Checkpointer(Path(workdir) / 'checkpoints', config.keep_checkpoints,
+                                        best_metric, best_mode)) as ckpt,
+        contextlib.closing(MetricLogger(workdir)) as logger):
     return train(task, config, ckpt, logger, hooks)
-  finally:
-    logger.close()
-    ckpt.close()

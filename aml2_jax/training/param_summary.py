@@ -13,22 +13,20 @@ def count_params(params: Any) -> int:
 
 def param_table(params: Mapping, title: str = 'model') -> str:
   """Rows `layer | shapes | params` for each module that owns parameters, and a total line."""
-  rows = []
+  rows = [('layer', 'parameter shapes', 'params')]
   _collect(params, (), rows)
-  width = max([len('layer')] + [len(name) for name, _, _ in rows])
-  shapes_width = max([len('parameter shapes')] + [len(s) for _, s, _ in rows])
-  line = '-' * (width + shapes_width + 16)
-  out = [title, line, f'{"layer":<{width}}  {"parameter shapes":<{shapes_width}}  {"params":>12}', line]
-  out += [f'{name:<{width}}  {shapes:<{shapes_width}}  {count:>12,}' for name, shapes, count in rows]
-  out += [line, f'{"Total params":<{width + shapes_width + 2}}  {count_params(params):>12,}']
-  return '\n'.join(out)
+  widths = [max(len(row[i]) for row in rows) for i in (0, 1)]
+  line = '-' * (sum(widths) + 16)
+  header, *body = [f'{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>12}' for a, b, c in rows]
+  total = f'{"Total params":<{sum(widths) + 2}}  {count_params(params):>12,}'
+  return '\n'.join([title, line, header, line, *body, line, total])
 
 
 def _collect(tree: Mapping, path: tuple, rows: list) -> None:
   leaves = {k: v for k, v in tree.items() if not isinstance(v, Mapping)}
   if leaves:
     shapes = ', '.join(f'{k}{list(v.shape)}' for k, v in leaves.items())
-    rows.append(('/'.join(path) or '(root)', shapes, count_params(leaves)))
+    rows.append(('/'.join(path) or '(root)', shapes, f'{count_params(leaves):,}'))
   for key, value in tree.items():
     if isinstance(value, Mapping):
       _collect(value, path + (key,), rows)

@@ -1,20 +1,7 @@
 """Several seeds of one experiment trained as one program: a leading seed axis and `jax.vmap`.
 
-On a CPU a small step's work grows with every seed (measured: docs/performance.md), so what one
-program saves there is the compilations, one instead of one per seed; on an accelerator, which a
-small model leaves mostly idle, the stacked seeds are expected to cost little more than one (not
-measured here). `stack_tasks` turns the `TrainTask`s of several seeds (same model and
-optimizer; own init, data split and order) into one task whose state and data have a leading
-seed axis and whose step is the seeds' own `train_step` under `jax.vmap`; the shared loop then
-draws each seed's epoch order from that seed (`TrainTask.seeds`), so every seed sees the batches
-its own run would, and ends with the same parameters up to float rounding.
-
-What a run writes stays per seed: `SeedCheckpointers` saves each seed's slice of the state (and
-of the epoch's running sums) with that seed's metrics into that seed's own `Checkpointer`, and
-resumes by stacking them back; `SeedLoggers` writes each seed's metrics to its own logger. A seed
-directory thus holds exactly what a run of that seed alone would: restore, eval and prediction
-of one seed need nothing else, and the best checkpoint is each seed's own.
-"""
+Each seed draws its own epoch order and writes its own directory (checkpoints, metrics), exactly
+what a run of that seed alone would (docs/performance.md, "Seeds in one program")."""
 
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +13,6 @@ import numpy as np
 from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.runtime import sharding
-from aml2_jax.training.checkpoint_integrity import DamagedCheckpoint
 from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.training.loop import TrainTask
 from aml2_jax.runtime.metrics_logging import MetricLogger
@@ -47,16 +33,8 @@ def take(tree: Any, k: int) -> Any:
 
 
 def stack_tasks(tasks: Sequence[TrainTask], seeds: Sequence[int]) -> TrainTask:
-  """One task training `tasks` (one per seed in `seeds`) side by side in one program.
-
-  The tasks must differ only in their state and data (the same `train_step`, up to its bound
-  model and optimizer being equal, and data of equal shapes); the first one's step is vmapped.
-  The result's `meta` is `{'seeds': [each task's meta]}` (what `SeedCheckpointers` saves).
-
-  Raises:
-    UserError: the tasks have different numbers of training examples (or data shapes), so their
-      epochs cannot be stepped together.
-  """
+  """One task training `tasks` (one per seed of `seeds`; the same step, data of one shape) side
+  by side: the first task's step vmapped, meta `{'seeds': [each task's meta]}`."""
   sizes = [task.num_examples for task in tasks]
   shapes = {tuple(np.shape(x) for x in jax.tree.leaves(task.data)) for task in tasks}
   if len(set(sizes)) > 1 or len(shapes) > 1:
@@ -92,16 +70,8 @@ class SeedLoggers:
 
 
 class SeedCheckpointers:
-  """The `Checkpointer` of a seed batch: one per seed, each in that seed's own directory.
-
-  `save` writes seed k's slice of every item, with `meta['seeds'][k]` and seed k's metrics (so
-  each seed keeps its own best step); `resume` restores the newest step every seed has intact
-  and stacks the seeds back.
-
-  Args:
-    ckpts: one checkpointer per seed, in the seed batch's order.
-    directory: a description of where they are (e.g. `<workdir>/seed_*/checkpoints`), for messages.
-  """
+  """The `Checkpointer` of a seed batch: `ckpts[k]` saves seed k's slices, meta and metrics (so
+  each seed keeps its own best step); `directory` says where they are, for messages."""
 
   def __init__(self, ckpts: Sequence[Checkpointer], directory: Path):
     self.ckpts, self.directory = list(ckpts), Path(directory)
@@ -131,32 +101,20 @@ class SeedCheckpointers:
 
   def resume(self, templates: dict[str, Any], meta: dict,
              mesh: jax.sharding.Mesh | None = None) -> tuple[int, dict[str, Any]] | None:
-    """(step, stacked items) of the newest step that every seed has intact, or None.
-
-    A damaged step is moved aside (see `Checkpointer.resume`) and the next older common step
-    tried; without one, training starts over.
-    """
-    seed_templates = take(templates, 0)
-    common = set.intersection(*(set(ckpt.all_steps()) for ckpt in self.ckpts))
-    for step in sorted(common, reverse=True):
-      restored = self._load_every_seed(step, seed_templates, meta['seeds'], mesh)
-      if restored is not None:
-        return step, sharding.replicate(stack(restored), mesh or sharding.local_mesh())
+    """(step, stacked items) of the newest step that every seed has intact, or None."""
+    seed_templates, step = take(templates, 0), self.latest_step()
+    while step is not None:
+      found = []
+      for ckpt, seed_meta in zip(self.ckpts, meta['seeds']):
+        # Each seed's newest intact step up to `step`: an older one lowers the step for all.
+        one = ckpt.find(seed_meta, templates=seed_templates, mesh=mesh, at_most=step)
+        if one is None or one.step < step:
+          break
+        found.append(one.items)
+      else:
+        return step, sharding.replicate(stack(found), mesh or sharding.local_mesh())
+      step = None if one is None else one.step
     if any(ckpt.all_steps() for ckpt in self.ckpts):
       console.warn(f'warning: no step is saved intact for every seed in {self.directory}: '
                    'training starts from step 0.')
     return None
-
-  def _load_every_seed(self, step: int, templates: dict[str, Any], metas: Sequence[dict],
-                       mesh: jax.sharding.Mesh | None) -> list[dict[str, Any]] | None:
-    """Every seed's items at `step`, or None after moving a damaged seed's step aside."""
-    restored = []
-    for ckpt, seed_meta in zip(self.ckpts, metas):
-      try:
-        restored.append(ckpt.load(step, templates, seed_meta, mesh)[0])
-      except DamagedCheckpoint as e:
-        moved = ckpt.move_aside(step)
-        console.warn(f'warning: {e}; ' + (f'moved it to {moved}' if moved else 'left it in place')
-                     + ', falling back to the previous step that every seed has.')
-        return None
-    return restored
