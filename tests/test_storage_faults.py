@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aml2_jax import jsonio
 from aml2_jax.training import checkpointing
 
 from aml2_jax.training import restore as restore_lib
@@ -501,7 +502,7 @@ def test_a_kill_while_metrics_jsonl_is_written_leaves_a_torn_line_that_resuming_
   assert done.returncode == -9, done.stderr
   text = (tmp_path / 'metrics.jsonl').read_text()
   assert not text.endswith('\n')  # The kill cut the second line.
-  assert storage.read_jsonl(tmp_path / 'metrics.jsonl') == [{'step': 12, 'epoch': 1, 'loss': 1.0}]
+  assert jsonio.read_jsonl(tmp_path / 'metrics.jsonl') == [{'step': 12, 'epoch': 1, 'loss': 1.0}]
   plot_curves(tmp_path, ['loss'])  # Readers skip the torn line even before it is repaired.
   logger = MetricLogger(tmp_path)  # What a resumed run does first.
   assert 'dropped the torn last line' in capsys.readouterr().err
@@ -571,7 +572,7 @@ def test_a_killed_evaluation_finishes_on_the_next_run_without_retraining(evaluat
   assert 'resuming the CAS classifier' in last.stdout
   # One epoch each in the logs: nothing was trained twice.
   for run_dir in (workdir, workdir.parent / 'fmnist_classifier', workdir / 'cas_classifier'):
-    assert len(storage.read_jsonl(run_dir / 'metrics.jsonl')) == 1, run_dir
+    assert len(jsonio.read_jsonl(run_dir / 'metrics.jsonl')) == 1, run_dir
   results = json.loads((workdir / 'results.json').read_text())
   assert 0 <= results['test_conditional_accuracy'] <= 1 and 0 <= results['test_cas_accuracy'] <= 1
   assert 0 <= results['val_conditional_accuracy'] <= 1 and 0 <= results['val_cas_accuracy'] <= 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from aml2_jax import console
+from aml2_jax import console, jsonio
 from aml2_jax.cgan import generate, metrics
 from aml2_jax.cgan.judge import Judge
 from aml2_jax.datasets import fashion_mnist
@@ -100,7 +100,7 @@ def cas_accuracies(config, judge: Judge, workdir: Path, g_params, refs: list[Ref
                                        seed=config.seed + SEED_CAS)
   cas_dir = workdir / 'cas_classifier'
   stamp = {'generator_sha256': digest}
-  if storage.read_json_object(cas_dir / CAS_STAMP) == stamp:
+  if jsonio.read_json_object(cas_dir / CAS_STAMP) == stamp:
     console.say(f'resuming the CAS classifier in {cas_dir}')
   else:
     shutil.rmtree(cas_dir, ignore_errors=True)  # Its checkpoints belong to another generator.
@@ -134,7 +134,7 @@ def evaluate_and_write(config, workdir: Path, g_params, data: fashion_mnist.Fash
   faults.crash_point('cgan-eval:judge-ready')
   digest = evaluation_digest(config, g_params, judge)
   progress_path = workdir / PROGRESS_FILE
-  progress = storage.read_json_object(progress_path)
+  progress = jsonio.read_json_object(progress_path)
   if progress.get('digest') != digest:
     progress = {'digest': digest}
   else:

@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use('Agg')  # No display on servers and CI.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from aml2_jax import jsonio  # pylint: disable=g-import-not-at-top
 from aml2_jax.runtime import storage  # pylint: disable=g-import-not-at-top
 
 
@@ -17,7 +18,7 @@ def plot_curves(workdir: Path, names: Sequence[str], path: Path | None = None) -
   An epoch logged twice (a run killed after logging it and resumed before it) is drawn once,
   with its last record; the PNG is replaced atomically.
   """
-  records = storage.read_jsonl(Path(workdir) / 'metrics.jsonl')
+  records = jsonio.read_jsonl(Path(workdir) / 'metrics.jsonl')
   by_epoch = {r['epoch']: r for r in records if 'epoch' in r}
   records = [by_epoch[epoch] for epoch in sorted(by_epoch)]
   fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)

@@ -33,7 +33,6 @@ def _import_tensorboardx():
 
 
 tb_summary, EventsWriter, event_pb2 = _import_tensorboardx()
-read_jsonl = jsonio.read_jsonl  # The records of metrics.jsonl, without a torn last line.
 
 
 class MetricLogger:

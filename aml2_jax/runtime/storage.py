@@ -13,7 +13,6 @@ from typing import Callable, Iterator
 
 from aml2_jax import console, jsonio
 from aml2_jax.errors import UserError
-from aml2_jax.jsonio import read_json_object, read_jsonl  # noqa: F401 (the readers, here too)
 
 # What each disk error means for the user, and what fixes it.
 _ADVICE = {

@@ -25,7 +25,8 @@ from aml2_jax.textgen.input_pipeline import (held_out_starts, load_corpus, save_
 from aml2_jax.textgen.models import CharModel, make_model
 from aml2_jax.training import inference, loop, restore
 from aml2_jax.runtime import storage
-from aml2_jax.runtime.metrics_logging import MetricLogger, read_jsonl, write_json
+from aml2_jax.jsonio import read_jsonl
+from aml2_jax.runtime.metrics_logging import MetricLogger, write_json
 from aml2_jax.training.param_summary import count_params
 from aml2_jax.training.train_state import TrainState, step_key
 
