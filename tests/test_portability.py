@@ -69,7 +69,7 @@ def test_cgan_and_judge_lower_for_gpu_and_tpu(ops):
   g, _ = cgan_train.make_model(config)
   generate = cgan_generate._images_fn(g).jitted  # pylint: disable=protected-access
   batch = cgan_generate.BATCH
-  _export(generate, _abstract(task.state.g_params),
+  _export(generate, _abstract(task.state.g.params),
           jax.ShapeDtypeStruct((batch, config.model.latent_dim), jnp.float32),
           jax.ShapeDtypeStruct((batch,), jnp.int32))
   judge_config = load_config('fmnist_classifier')
