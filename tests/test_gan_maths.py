@@ -20,6 +20,7 @@ from aml2_jax.cgan import metrics as gan_metrics, train as cgan_train
 from aml2_jax.cgan.models import IMAGE_PIXELS, make_model
 from aml2_jax.training.config import load_config
 from aml2_jax.training.param_summary import count_params
+from aml2_jax.training.train_state import net_state
 
 
 def _softplus(x: float) -> float:
@@ -176,9 +177,9 @@ def _tiny_state(tx, d_tx=None, d=None):
   image = jnp.zeros(IMAGE_PIXELS).at[0].set(-0.5)
   return cgan_train.GanState(
       step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(0)),
-      g=cgan_train._net_state(_ConstantG(), {'image': image}, tx),
+      g=net_state(_ConstantG().apply, {'image': image}, tx),
       g_ema={'image': jnp.zeros(IMAGE_PIXELS)},
-      d=cgan_train._net_state(d or _FirstPixelD(), {'w': jnp.array(1.0)}, d_tx or tx))
+      d=net_state((d or _FirstPixelD()).apply, {'w': jnp.array(1.0)}, d_tx or tx))
 
 
 def _tiny_step(real_label: float, ema_decay: float = 0.9, lr: float = 1.0, d_lr=None,

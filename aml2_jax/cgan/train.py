@@ -27,7 +27,7 @@ from aml2_jax.layers import fast_ops
 from aml2_jax.plotting.image_grid import grid_image, save_labelled_grid
 from aml2_jax.training import loop, restore
 from aml2_jax.runtime.metrics_logging import MetricLogger
-from aml2_jax.training.train_state import step_key
+from aml2_jax.training.train_state import net_state, step_key
 
 TRAIN_COMMAND = 'python launch.py --config=configs/cgan.py'
 
@@ -59,15 +59,9 @@ def create_train_state(config: ml_collections.ConfigDict) -> GanState:
   d_params = d.init(d_key, jnp.zeros((1, IMAGE_PIXELS)), labels, train=False)['params']
   return GanState(
       step=jnp.zeros((), jnp.int32), key=jax.random.key_data(run_key),
-      g=_net_state(g, g_params, make_optimizer(config, 'g')),
+      g=net_state(g.apply, g_params, make_optimizer(config, 'g')),
       g_ema=jax.tree.map(jnp.copy, g_params),  # Own buffers: both are donated.
-      d=_net_state(d, d_params, make_optimizer(config, 'd')))
-
-
-def _net_state(net, params, tx) -> train_state.TrainState:
-  # Step as an int32 array (flax starts from a Python 0, which the first jitted step retraces).
-  return train_state.TrainState.create(apply_fn=net.apply, params=params, tx=tx).replace(
-      step=jnp.zeros((), jnp.int32))
+      d=net_state(d.apply, d_params, make_optimizer(config, 'd')))
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:

@@ -16,16 +16,25 @@ class TrainState(train_state.TrainState):
   @classmethod
   def create(cls, *, apply_fn, params, tx, key: jax.Array, **kwargs) -> 'TrainState':
     """A fresh state at step 0 from a typed PRNG `key`."""
-    state = super().create(apply_fn=apply_fn, params=params, tx=tx,
-                           key=jax.random.key_data(key), **kwargs)
-    # An int32 array, not flax's Python 0: the first jitted step would otherwise compile twice.
-    return state.replace(step=jnp.zeros((), jnp.int32))
+    return int32_step(super().create(apply_fn=apply_fn, params=params, tx=tx,
+                                     key=jax.random.key_data(key), **kwargs))
 
   def apply_gradients(self, *, grads: Any, **extra_args) -> 'TrainState':
     """One optimizer step; `extra_args` go to the optimizer (the loss, for reduce-on-plateau)."""
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params, **extra_args)
     return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
                         opt_state=opt_state)
+
+
+def net_state(apply_fn, params, tx) -> train_state.TrainState:
+  """flax's plain TrainState of one network of several (the cGAN's), its step an int32 array."""
+  return int32_step(train_state.TrainState.create(apply_fn=apply_fn, params=params, tx=tx))
+
+
+def int32_step(state: train_state.TrainState) -> train_state.TrainState:
+  """`state` at step 0 as an int32 array, not flax's Python 0, which the first jitted step
+  would compile for apart from every later one."""
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def step_key(state: Any) -> jax.Array:
