@@ -13,6 +13,7 @@ Expect:   30 epochs; sample grids in runs/cgan/samples/, then results.json with 
 Smoke:    python launch.py --config=configs/cgan.py:smoke --workdir=/tmp/cgan
 Beyond:   --config=configs/cgan.py:projection  (a class-aware, projection discriminator: D has
           1,473,125 parameters instead of the study's 1,470,565; docs/cgan.md)
+          --config=configs/cgan.py:classifier  (D with an auxiliary class head, AC-GAN: 1,473,135)
 """
 
 from aml2_jax.training.config import base_config
@@ -34,6 +35,9 @@ def get_config(variant: str = ''):
       # Beyond the study: D's logit += <embed(label), last hidden features> (a projection
       # discriminator, 2,560 more D parameters); the `projection` variant sets it.
       d_projection=False,
+      # Beyond the study: an auxiliary class head on D's last hidden features (AC-GAN, 2,570 more
+      # D parameters); D learns to name real images' classes, G to make its images nameable.
+      d_classifier=False,
   )
   config.optim = dict(
       learning_rate=1e-4,  # Adam, both nets (the study's value); G's alone when the next is set.
@@ -45,6 +49,7 @@ def get_config(variant: str = ''):
       loss='bce',  # 'bce' (cross-entropy, non-saturating G) | 'hinge'; aml2_jax/cgan/losses.py.
       r1_weight=0.0,  # gamma of the R1 penalty gamma/2 E|dD(x)/dx|^2 on real images; 0 = none.
       d_steps=1,  # D updates per G update (each D update on its own batch).
+      class_weight=1.0,  # Weight of the class loss in D's and G's losses (model.d_classifier).
   )
   config.eval = dict(
       use_ema=True,  # Sample and evaluate with the generator's moving average (else raw weights).
@@ -72,6 +77,9 @@ def get_config(variant: str = ''):
     config.eval.classifier_variant = 'smoke'
   elif variant == 'projection':  # Beyond the study: a class-aware (projection) discriminator.
     config.model.d_projection = True
+  elif variant == 'classifier':  # Beyond the study: D with an auxiliary class head (AC-GAN).
+    config.model.d_classifier = True
   elif variant:
-    raise ValueError(f'unknown variant {variant!r}; use "smoke", "projection" or none')
+    raise ValueError(f'unknown variant {variant!r}; use "smoke", "projection", "classifier" or '
+                     'none')
   return config

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from aml2_jax.cgan import metrics as gan_metrics, train as cgan_train
+from aml2_jax.cgan import losses, metrics as gan_metrics, train as cgan_train
 from aml2_jax.cgan.models import IMAGE_PIXELS, make_model
 from aml2_jax.training.config import load_config
 from aml2_jax.training.param_summary import count_params
@@ -318,3 +318,40 @@ def test_projection_discriminator_counts_and_uses_the_label_at_its_output():
   delta = logits(one_row) - logits(zero)
   assert np.count_nonzero(np.asarray(delta)) == 1 and float(delta[3]) != 0.0  # Only class 3.
   np.testing.assert_allclose(logits(2 * one_row) - logits(zero), 2 * delta, rtol=1e-5)
+
+
+def test_classifier_discriminator_counts_and_trains_both_nets_on_the_class():
+  """Catches a class head with the wrong size, a class loss left out of D's or G's loss, one on
+  the wrong labels, or an R1 penalty taken through the class logits."""
+  config = load_config('cgan', 'classifier')
+  state = jax.eval_shape(lambda: cgan_train.create_train_state(config))
+  assert count_params(state.g.params) == 1_489_012
+  assert count_params(state.d.params) == 1_470_565 + 256 * 10 + 10  # + the class head.
+  logits = jnp.array([[0.5, 2.0, -1.0], [-0.5, 0.0, 3.0]])
+  realness, classes = losses.split_logits(logits)
+  np.testing.assert_array_equal(realness, [0.5, -0.5])
+  expected = 0.5 * (np.log1p(np.exp(-3.0)) + np.log1p(np.exp(-3.0)))  # Both right by 3 nats.
+  assert float(losses.class_loss(classes, jnp.array([0, 1]), 2.0)) == pytest.approx(2 * expected)
+  assert losses.split_logits(realness)[1] is None
+
+  config.unlock()
+  config.data.limit, config.batch_size = 64, 8
+  data = {'images': np.random.default_rng(0).integers(0, 256, (64, IMAGE_PIXELS), np.uint8),
+          'labels': np.arange(64, dtype=np.int32) % 10}
+  batch = jnp.arange(8, dtype=jnp.int32)
+  init = cgan_train.create_train_state(config)
+
+  def step(class_weight, r1_weight=0.0):
+    return jax.jit(functools.partial(
+        cgan_train.train_step, latent_dim=config.model.latent_dim, real_label=1.0,
+        ema_decay=0.999, class_weight=class_weight, r1_weight=r1_weight))(init, data, batch)
+
+  (with_class, metrics), (without, _) = step(1.0), step(0.0)
+  assert float(metrics['d_class']) > 0
+  head = lambda s: s.d.params['to_class']['kernel']
+  assert not np.allclose(head(with_class), head(init))  # D's head learns from the class loss...
+  np.testing.assert_array_equal(head(without), head(init))  # ...and only from it.
+  g_kernel = lambda s: s.g.params['to_image']['kernel']
+  assert not np.allclose(g_kernel(with_class), g_kernel(without))  # G feels the class loss.
+  _, r1_metrics = step(1.0, r1_weight=1.0)
+  assert np.isfinite(float(r1_metrics['r1'])) and float(r1_metrics['r1']) > 0

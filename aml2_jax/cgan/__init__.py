@@ -36,7 +36,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                     f'config.data.limit={config.data.limit}; lower it (0 = no validation slice).')
   if not 0 < config.optim.real_label <= 1:
     raise UserError(f'config.optim.real_label is {config.optim.real_label}: it must be in (0, 1].')
-  config_lib.check_non_negative(config, 'optim.d_learning_rate', 'optim.r1_weight')
+  config_lib.check_non_negative(config, 'optim.d_learning_rate', 'optim.r1_weight',
+                                'optim.class_weight')
   config_lib.check_positive(config, 'optim.d_steps')
   config_lib.check_choice(config, 'optim.loss', losses.LOSSES)
   if config.optim.loss == 'hinge' and config.optim.real_label != 1:

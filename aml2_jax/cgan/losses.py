@@ -1,5 +1,5 @@
 """The cGAN's losses: D's and G's for each `config.optim.loss` ('bce', the study's, or 'hinge';
-formulas in docs/cgan.md), and the R1 penalty on real images."""
+formulas in docs/cgan.md), the R1 penalty on real images, and the auxiliary class loss."""
 
 import jax
 import jax.numpy as jnp
@@ -35,3 +35,15 @@ def r1_penalty(input_grads: jax.Array, weight: float) -> jax.Array:
   """R1 (Mescheder et al. 2018): weight / 2 * mean over images of |dD(x)/dx|^2, from the
   gradients [batch, pixels] of D's logit of each real image with respect to that image."""
   return 0.5 * weight * jnp.sum(jnp.square(input_grads), axis=-1).mean()
+
+
+def split_logits(logits: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+  """(real/fake logits [batch], class logits [batch, 10] or None) of D's output."""
+  return (logits, None) if logits.ndim == 1 else (logits[:, 0], logits[:, 1:])
+
+
+def class_loss(class_logits: jax.Array | None, labels: jax.Array, weight: float) -> jax.Array:
+  """`weight` x the cross-entropy of D's class logits against `labels` (0 without a class head)."""
+  if class_logits is None:
+    return jnp.zeros((), jnp.float32)
+  return weight * optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()

@@ -6,7 +6,10 @@ and a tanh image in [-1, 1] they have 1,489,012 (G) and 1,470,565 (D) parameters
 the CPU fast paths of `aml2_jax.layers.fast_ops` (same parameters and outputs).
 
 Beyond the study, `projection` makes D class-aware at its output too (Miyato & Koyama 2018): the
-logit gains <embed(y), h> for the last hidden features h, a 10 x 256 embedding (D: 1,473,125).
+logit gains <embed(y), h> for the last hidden features h, a 10 x 256 embedding (D: 1,473,125);
+`classifier` gives D an auxiliary class head on h as well (AC-GAN, Odena et al. 2017; a 256 x 10
+Dense, D: 1,473,135), which the losses train to name the class of real images and G to make
+generated images of their class (`losses.class_loss`).
 """
 
 from typing import Any, Sequence
@@ -48,9 +51,12 @@ class Discriminator(nn.Module):
   dtype: Any = jnp.float32
   fast: bool = True
   projection: bool = False  # Add the projection term <embed(y), h> to the logit (beyond the study).
+  classifier: bool = False  # Also return class logits from h (beyond the study).
 
   @nn.compact
   def __call__(self, images: jax.Array, labels: jax.Array, train: bool) -> jax.Array:
+    """Logits [batch]; with `classifier`, [batch, 1 + 10]: the real/fake logit, then the class
+    logits (`losses.split_logits` takes them apart)."""
     embedded = nn.Embed(NUM_CLASSES, self.embed_dim, name='label_embed')(labels)
     dropout = LayerDropout(self, self.hidden, len(images), self.dropout, train, self.fast)
     x = images
@@ -62,6 +68,9 @@ class Discriminator(nn.Module):
     if self.projection:  # Scores how well the features match the label, not only realism.
       class_vectors = nn.Embed(NUM_CLASSES, self.hidden[-1], name='label_project')(labels)
       logit = logit + jnp.sum(class_vectors * x.astype(jnp.float32), axis=-1)
+    if self.classifier:
+      class_logits = nn.Dense(NUM_CLASSES, dtype=self.dtype, name='to_class')(x)
+      return jnp.concatenate([logit[:, None], class_logits.astype(jnp.float32)], -1)
     return logit
 
 
@@ -70,4 +79,5 @@ def make_model(config: ml_collections.ConfigDict) -> tuple[Generator, Discrimina
   m = config.model
   dtype, fast = jnp.dtype(m.dtype), fast_ops.use_fast_ops(m.ops)
   return (Generator(tuple(m.g_hidden), m.embed_dim, dtype, fast),
-          Discriminator(tuple(m.d_hidden), m.embed_dim, m.dropout, dtype, fast, m.d_projection))
+          Discriminator(tuple(m.d_hidden), m.embed_dim, m.dropout, dtype, fast, m.d_projection,
+                        m.d_classifier))

@@ -4,7 +4,8 @@ One jitted step updates the discriminator on real and generated images (scored i
 then the generator with the non-saturating loss against the updated discriminator. The
 generator's forward pass is shared by both updates (its VJP is kept for the generator step).
 Recipe options beyond the study (`config.optim`): D's own learning rate (two time scales), the
-hinge loss, an R1 penalty on real images, and several D updates per G update.
+hinge loss, an R1 penalty on real images, several D updates per G update, and the weight of the
+class loss when D has a class head (`model.d_classifier`).
 """
 
 import functools
@@ -71,7 +72,7 @@ def ema_update(ema: Any, params: Any, decay: float) -> Any:
 
 def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, latent_dim: int,
                real_label: float, ema_decay: float, loss: str = 'bce', r1_weight: float = 0.0,
-               d_steps: int = 1) -> tuple[GanState, dict]:
+               d_steps: int = 1, class_weight: float = 1.0) -> tuple[GanState, dict]:
   """One discriminator update, then one generator update (only every `d_steps`-th step).
 
   Args:
@@ -79,7 +80,7 @@ def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, latent_dim:
     data: uint8 'images' [num, 784] and int32 'labels' [num], gathered with `batch_idx`.
     batch_idx: int32 [batch].
     latent_dim, real_label, ema_decay, loss ('bce' | 'hinge'), r1_weight (0 = no penalty),
-      d_steps: the recipe, bound with functools.partial.
+      d_steps, class_weight (of a class head's loss): the recipe, bound with functools.partial.
   """
   images = data['images'][batch_idx].astype(jnp.float32) / 127.5 - 1.0
   labels = data['labels'][batch_idx]
@@ -95,25 +96,32 @@ def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, latent_dim:
                                 jnp.concatenate([labels, fake_labels]), train=True,
                                 rngs={'dropout': d_drop})
       return jnp.split(logits, 2)
-    if not r1_weight:
-      real_logits, fake_logits = logits_of(images)
-      return losses.discriminator_loss(real_logits, fake_logits, real_label, loss), (
-          real_logits, fake_logits, {})
-    # R1: the gradient of the sum of real logits wrt the real images, from the same forward pass.
-    (real_logits, fake_logits), logits_vjp = jax.vjp(logits_of, images)
-    (input_grads,) = logits_vjp([jnp.ones_like(real_logits), jnp.zeros_like(fake_logits)])
-    penalty = losses.r1_penalty(input_grads, r1_weight)
-    d_loss = losses.discriminator_loss(real_logits, fake_logits, real_label, loss) + penalty
-    return d_loss, (real_logits, fake_logits, {'r1': penalty})
+    extra = {}
+    if r1_weight:
+      # R1: the gradient of the sum of real logits wrt the real images, from the same forward pass.
+      (real_out, fake_out), logits_vjp = jax.vjp(logits_of, images)
+      realness = jnp.ones_like(real_out) if real_out.ndim == 1 else (
+          jnp.zeros_like(real_out).at[:, 0].set(1.0))  # Not the class logits.
+      (input_grads,) = logits_vjp([realness, jnp.zeros_like(fake_out)])
+      extra['r1'] = losses.r1_penalty(input_grads, r1_weight)
+    else:
+      real_out, fake_out = logits_of(images)
+    (real_logits, real_classes), (fake_logits, _) = map(losses.split_logits, (real_out, fake_out))
+    if real_classes is not None:  # D learns to name the class of real images only.
+      extra['d_class'] = losses.class_loss(real_classes, labels, class_weight)
+    d_loss = losses.discriminator_loss(real_logits, fake_logits, real_label, loss)
+    return d_loss + sum(extra.values()) if extra else d_loss, (real_logits, fake_logits, extra)
 
   (d_loss, (real_logits, fake_logits, extra)), d_grads = jax.value_and_grad(
       d_loss_fn, has_aux=True)(state.d.params)
   d_state = state.d.apply_gradients(grads=d_grads)
 
   def g_loss_fn(fake_images):  # Against the updated D.
-    return losses.generator_loss(d_state.apply_fn({'params': d_state.params}, fake_images,
-                                                  fake_labels, train=True,
-                                                  rngs={'dropout': g_drop}), loss)
+    logits, classes = losses.split_logits(d_state.apply_fn(
+        {'params': d_state.params}, fake_images, fake_labels, train=True, rngs={'dropout': g_drop}))
+    g_loss = losses.generator_loss(logits, loss)
+    return g_loss if classes is None else g_loss + losses.class_loss(classes, fake_labels,
+                                                                     class_weight)
 
   def g_update(_):
     g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
@@ -136,7 +144,8 @@ def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, latent_dim:
 
 def model_meta(config: ml_collections.ConfigDict) -> dict:
   """What a checkpoint must match (see `restore.checkpoint_meta`)."""
-  return restore.checkpoint_meta(config, 'cgan', new_model_fields={'d_projection': False})
+  return restore.checkpoint_meta(config, 'cgan', new_model_fields={'d_projection': False,
+                                                                 'd_classifier': False})
 
 
 def build_task(config: ml_collections.ConfigDict,
@@ -145,7 +154,7 @@ def build_task(config: ml_collections.ConfigDict,
   o = config.optim
   step = functools.partial(train_step, latent_dim=config.model.latent_dim,
                            real_label=o.real_label, ema_decay=o.g_ema_decay, loss=o.loss,
-                           r1_weight=o.r1_weight, d_steps=o.d_steps)
+                           r1_weight=o.r1_weight, d_steps=o.d_steps, class_weight=o.class_weight)
   return loop.TrainTask(
       state=create_train_state(config), train_step=step,
       data={'images': data.train_images.reshape(-1, IMAGE_PIXELS),
