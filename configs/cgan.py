@@ -13,7 +13,7 @@ Expect:   30 epochs; sample grids in runs/cgan/samples/, then results.json with 
 Smoke:    python launch.py --config=configs/cgan.py:smoke --workdir=/tmp/cgan
 Beyond:   --config=configs/cgan.py:projection  (a class-aware, projection discriminator: D has
           1,473,125 parameters instead of the study's 1,470,565; docs/cgan.md)
-          --config=configs/cgan.py:classifier  (D with an auxiliary class head, AC-GAN: 1,473,135)
+          --config=configs/cgan.py:classifier  (AC-GAN's D: no label input, a class head; 1,462,795)
 """
 
 from aml2_jax.training.config import base_config
@@ -35,8 +35,9 @@ def get_config(variant: str = ''):
       # Beyond the study: D's logit += <embed(label), last hidden features> (a projection
       # discriminator, 2,560 more D parameters); the `projection` variant sets it.
       d_projection=False,
-      # Beyond the study: an auxiliary class head on D's last hidden features (AC-GAN, 2,570 more
-      # D parameters); D learns to name real images' classes, G to make its images nameable.
+      # Beyond the study: AC-GAN's D, without the label input and with a class head on its last
+      # hidden features (D: 1,462,795 parameters); D learns to name real images' classes, G to
+      # make its images nameable. The `classifier` variant sets it.
       d_classifier=False,
   )
   config.optim = dict(

@@ -321,18 +321,25 @@ def test_projection_discriminator_counts_and_uses_the_label_at_its_output():
 
 
 def test_classifier_discriminator_counts_and_trains_both_nets_on_the_class():
-  """Catches a class head with the wrong size, a class loss left out of D's or G's loss, one on
-  the wrong labels, or an R1 penalty taken through the class logits."""
+  """Catches a class head with the wrong size, a D that still sees the label (its head could read
+  it back), a class loss left out of D's or G's loss, or one on the wrong labels."""
   config = load_config('cgan', 'classifier')
   state = jax.eval_shape(lambda: cgan_train.create_train_state(config))
   assert count_params(state.g.params) == 1_489_012
-  assert count_params(state.d.params) == 1_470_565 + 256 * 10 + 10  # + the class head.
+  # No label input (794 -> 784 inputs, no 10 x 10 table), plus the class head.
+  assert count_params(state.d.params) == 1_470_565 - 10 * 1024 - 10 * 10 + 256 * 10 + 10
   logits = jnp.array([[0.5, 2.0, -1.0], [-0.5, 0.0, 3.0]])
   realness, classes = losses.split_logits(logits)
   np.testing.assert_array_equal(realness, [0.5, -0.5])
   expected = 0.5 * (np.log1p(np.exp(-3.0)) + np.log1p(np.exp(-3.0)))  # Both right by 3 nats.
   assert float(losses.class_loss(classes, jnp.array([0, 1]), 2.0)) == pytest.approx(2 * expected)
   assert losses.split_logits(realness)[1] is None
+  _, d = make_model(config)
+  d_params = d.init(jax.random.key(0), jnp.zeros((1, IMAGE_PIXELS)), jnp.zeros((1,), jnp.int32),
+                    train=False)
+  images = jnp.ones((2, IMAGE_PIXELS))
+  score = lambda labels: d.apply(d_params, images, jnp.array(labels), train=False)
+  np.testing.assert_array_equal(score([0, 1]), score([7, 9]))  # The label is not an input.
 
   config.unlock()
   config.data.limit, config.batch_size = 64, 8

@@ -7,9 +7,9 @@ the CPU fast paths of `aml2_jax.layers.fast_ops` (same parameters and outputs).
 
 Beyond the study, `projection` makes D class-aware at its output too (Miyato & Koyama 2018): the
 logit gains <embed(y), h> for the last hidden features h, a 10 x 256 embedding (D: 1,473,125);
-`classifier` gives D an auxiliary class head on h as well (AC-GAN, Odena et al. 2017; a 256 x 10
-Dense, D: 1,473,135), which the losses train to name the class of real images and G to make
-generated images of their class (`losses.class_loss`).
+`classifier` makes D an AC-GAN's (Odena et al. 2017): no label input, and a class head on h (a
+256 x 10 Dense; D: 1,462,795), which the losses train to name the class of real images and G to
+make generated images of their class (`losses.class_loss`).
 """
 
 from typing import Any, Sequence
@@ -57,11 +57,13 @@ class Discriminator(nn.Module):
   def __call__(self, images: jax.Array, labels: jax.Array, train: bool) -> jax.Array:
     """Logits [batch]; with `classifier`, [batch, 1 + 10]: the real/fake logit, then the class
     logits (`losses.split_logits` takes them apart)."""
-    embedded = nn.Embed(NUM_CLASSES, self.embed_dim, name='label_embed')(labels)
+    # With a class head D does not see the label (AC-GAN's D): the head would read it back.
+    inputs = (images,) if self.classifier else (
+        images, nn.Embed(NUM_CLASSES, self.embed_dim, name='label_embed')(labels))
     dropout = LayerDropout(self, self.hidden, len(images), self.dropout, train, self.fast)
     x = images
     for i, width in enumerate(self.hidden):
-      x = ConcatDense(width, self.dtype, self.fast, name=f'dense_{i}')(x, embedded) if i == 0 else (
+      x = ConcatDense(width, self.dtype, self.fast, name=f'dense_{i}')(*inputs) if i == 0 else (
           nn.Dense(width, dtype=self.dtype, name=f'dense_{i}')(x))
       x = dropout(nn.leaky_relu(x, 0.2), i)
     logit = nn.Dense(1, dtype=self.dtype, name='to_logit')(x)[:, 0].astype(jnp.float32)
