@@ -119,10 +119,12 @@ def draw(name: str, results: Results, page_dir: Path) -> str:
   return '\n\n'.join(part for part in parts if part)
 
 
-def contest(results: Results, baseline: Run) -> tuple[list[Run], Run]:
-  """The baseline and its candidates, and the best on validation (tables.toml, `[choices]`)."""
+def contest(results: Results, baseline: Run, epochs: int = 0) -> tuple[list[Run], Run]:
+  """The baseline and its candidates (trained `epochs` epochs, if given), and the best on
+  validation (tables.toml, `[choices]`)."""
   # Rounded: seeds averaged in another order differ in the last bit. The baseline wins a tie.
   runs = [baseline, *(r for r in results.select('choice') if r.baseline == baseline.key)]
+  runs = [r for r in runs if not epochs or (r.metrics() or [{}])[-1].get('epoch') == epochs]
   score = [s.split() for s in CHOICES[baseline.key.split('/')[0]]['score']]
   return runs, max(runs, key=lambda run: tuple(
       round(v if way == 'max' else -v, 9) if isinstance(v := getter(run, {})(field), (int, float))
@@ -146,7 +148,7 @@ def _verdicts(results: Results, experiment: str) -> list[tuple[dict, Run]]:
   """(target of study.json with its goal, figure and verdict as text, the picked run)."""
   found = []
   for t in results.study.get('targets', {}).get(experiment, []):
-    run = contest(results, results.runs[t['run']])[1]
+    run = contest(results, results.runs[t['run']], t.get('epochs', 0))[1]
     value = run.get(t['metric'])
     if isinstance(value, dict):  # Per-class accuracies: the target is on the lowest.
       value = min(value.values()) if value else None
