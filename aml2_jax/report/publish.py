@@ -41,7 +41,7 @@ def _flat(tree: dict, prefix: str = '') -> dict:
 
 
 def _defaults(run_dir: Path) -> dict:
-  """The flat defaults of the config (and variant) that the run's command names."""
+  """The flat defaults of the config (and variant) named by the command of the run in `run_dir`."""
   command = (jsonio.read_json_object(run_dir / 'run.json').get('invocations') or [{}])[0]
   found = re.search(r'--config=configs/(\w+)\.py(?::(\w+))?', command.get('command', ''))
   from aml2_jax.training.config import load_config  # pylint: disable=g-import-not-at-top
@@ -65,7 +65,7 @@ def describe(run_dir: Path, dest: Path, **flags) -> dict:
       if not mine or not theirs:
         raise UserError(f'{run_dir} and {base} both need a config.json: a choice names the '
                            'fields it changed.')
-      theirs = {**_defaults(run_dir), **theirs}  # A field newer than the baseline: its default.
+      theirs = {**_defaults(base), **theirs}  # A field newer than the baseline: its default there.
       report['changed'] = [f'{k}={mine[k]}' for k in sorted(mine)
                            if not k.startswith(NOT_TRAINING) and mine[k] != theirs.get(k)]
   if not report.get('roles'):
