@@ -42,8 +42,6 @@ def split_logits(logits: jax.Array) -> tuple[jax.Array, jax.Array | None]:
   return (logits, None) if logits.ndim == 1 else (logits[:, 0], logits[:, 1:])
 
 
-def class_loss(class_logits: jax.Array | None, labels: jax.Array, weight: float) -> jax.Array:
-  """`weight` x the cross-entropy of D's class logits against `labels` (0 without a class head)."""
-  if class_logits is None:
-    return jnp.zeros((), jnp.float32)
+def class_loss(class_logits: jax.Array, labels: jax.Array, weight: float) -> jax.Array:
+  """`weight` x the mean cross-entropy of D's class logits [batch, 10] against `labels`."""
   return weight * optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
