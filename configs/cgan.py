@@ -2,9 +2,10 @@
 
 Run:      python launch.py --config=configs/cgan.py            (workdir runs/cgan)
 Sample:   python launch.py --config=configs/cgan.py --mode=sample --labels=0,3,9 --num_per_class=8
-Study:    --config.optim.b1=0.9 --config.optim.g_ema_decay=0 --noconfig.eval.use_ema
-Tuned:    --config.optim.learning_rate=2e-4 --config.num_epochs=150  (picked on the validation
-          slice: better FID, CAS and conditional accuracy, 5x the training; docs/cgan.md)
+Study:    --config.optim.learning_rate=1e-4 --config.optim.b1=0.9 --config.optim.g_ema_decay=0
+          --noconfig.eval.use_ema
+Tuned:    --config.num_epochs=150  (picked on the validation slice: better FID, CAS and
+          conditional accuracy, 5x the training; docs/cgan.md)
 Expect:   30 epochs; sample grids in runs/cgan/samples/, then results.json with conditional
           accuracy (target >= 85% on the test set), judge-space FID, class entropy and CAS.
           Three named steps: the judge (trained on the first run only, then reused), the GAN
@@ -41,7 +42,9 @@ def get_config(variant: str = ''):
       d_classifier=False,
   )
   config.optim = dict(
-      learning_rate=1e-4,  # Adam, both nets (the study's value); G's alone when the next is set.
+      # Adam, both nets; G's alone when the next is set. The study's 1e-4 scored a worse
+      # validation FID at 30 epochs than 2e-4 (docs/cgan.md), so the main job takes 2e-4.
+      learning_rate=2e-4,
       d_learning_rate=0.0,  # D's own Adam rate (two time scales, e.g. 4e-4); 0 = learning_rate.
       b1=0.5,  # Adam beta1. The study left it unstated; 0.5 is the DCGAN choice (docs/cgan.md).
       b2=0.999,  # Adam beta2.
