@@ -6,6 +6,7 @@ Adam 1e-3, batch 32, 10 epochs.
 Run:      python launch.py --config=configs/spam_lstm.py     (workdir runs/spam_lstm)
 Seeds:    --config.num_seeds=5     (runs/spam_lstm/seed_<k>/; mean ± std in its results.json)
 Study:    --noconfig.data.dedup --config.data.tokenizer_fit=all
+CV:       --config.num_seeds=5 --config.data.cv_folds=5   (seed k validates on fold k)
 Predict:  python launch.py --config=configs/spam_lstm.py --mode=predict --text="WIN a prize now"
 Summary:  python launch.py --config=configs/spam_lstm.py --mode=summary   (260,657 params)
 Expect:   mean of 5 seeds: test accuracy about 98.7% deduplicated (the default), 98.9% with

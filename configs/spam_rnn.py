@@ -9,6 +9,8 @@ Seeds:    --config.num_seeds=5     (runs/spam_rnn/seed_<k>/; mean ± std in its 
           --noconfig.seeds_in_one_program trains them one after another
 Study:    --noconfig.data.dedup --config.data.tokenizer_fit=all   (duplicates kept, vocabulary fit
           on all messages, as the study did; the study had no validation part)
+CV:       --config.num_seeds=5 --config.data.cv_folds=5   (5-fold cross-validation: seed k
+          validates on fold k of the non-test part; one test part for all)
 Predict:  python launch.py --config=configs/spam_rnn.py --mode=predict --text="WIN a FREE prize now"
 Summary:  python launch.py --config=configs/spam_rnn.py --mode=summary    (261,361 params)
 Expect:   mean of 5 seeds: test accuracy about 98.7% deduplicated (the default), 98.9% with
@@ -50,6 +52,12 @@ def get_config(variant: str = ''):
   config.data.val_fraction = 0.1  # Validation share of the rest (per-epoch val_*), stratified.
   config.data.split_seed = 0  # Seeds the split (seed k uses split_seed + k with split_per_seed).
   config.data.split_per_seed = True  # Each seed draws its own split: the spread covers split luck.
+  # K-fold cross-validation (0 = off): K >= 2 folds of the non-test part, stratified; seed k
+  # validates on fold cv_fold + k and trains on the others, every seed on split seed split_seed
+  # (split_per_seed aside), so all share one test part. `--config.num_seeds=5
+  # --config.data.cv_folds=5`: the mean of the seeds' validation figures is the CV estimate.
+  config.data.cv_folds = 0
+  config.data.cv_fold = 0  # The fold the first seed validates on.
   # True: one message per normalised text (case, punctuation, spacing ignored: 5,574 -> 5,131),
   # and held-out messages whose ids copy a training one dropped. False: every row kept, copies of
   # training messages in the test set (the study's protocol).

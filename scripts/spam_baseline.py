@@ -5,7 +5,9 @@ the splits through the experiment's own `seeds.run_configs`, `input_pipeline.loa
 `input_pipeline.prepare_split`, so seed k here is scored on the very test set the RNN and LSTM of
 seed k are (deduplicated, the held-out token twins the networks cannot see are dropped too). Each
 classifier's C is chosen by 5-fold cross-validation (F1) on the training and validation parts
-only; the test part is used once.
+only; the test part is used once. With `--config.data.cv_folds=5`, seed k is the networks' fold
+k: fitted on that fold's training and validation parts (the non-test part, but for the message
+a fold may leave out) and scored on the one test part the folds share.
 
 Run:      python scripts/spam_baseline.py --config=configs/spam_lstm.py --config.num_seeds=5 \\
               --workdir=runs/spam/tfidf_dedup      (the study's protocol: add --noconfig.data.dedup

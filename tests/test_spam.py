@@ -565,3 +565,119 @@ def test_cosine_schedule_decays_the_rate_to_zero_over_the_whole_run():
   constant = spam_train.make_optimizer(config, total_steps=4)
   updates, _ = constant.update({'w': jnp.ones(3)}, constant.init(params), params)
   np.testing.assert_allclose(-updates['w'], rate, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- k-fold cross-validation
+
+
+def _cv_config(root: Path, folds: int = 5, **data):
+  config = _config('spam_rnn', root, cv_folds=folds, **data)
+  config.num_seeds = folds
+  return config
+
+
+def _fold_splits(config) -> tuple[object, list]:
+  corpus = input_pipeline.load_corpus(config)
+  return corpus, [input_pipeline.prepare_split(corpus, run) for run in seeds.run_configs(config)]
+
+
+def test_cv_folds_partition_the_non_test_part_stratified_around_one_test_part(tiny_root):
+  config = _cv_config(tiny_root)
+  runs = seeds.run_configs(config)
+  assert [(r.seed, r.data.split_seed, r.data.cv_fold) for r in runs] == [
+      (k, 0, k) for k in range(5)]  # One split for all: split_per_seed does not apply.
+  corpus, splits = _fold_splits(config)
+  test = splits[0].index['test']
+  assert all(np.array_equal(s.index['test'], test) for s in splits)
+  non_test = set(range(len(corpus))) - set(test.tolist())
+  vals = [set(s.index['val'].tolist()) for s in splits]
+  assert sum(map(len, vals)) == len(set().union(*vals)) and set().union(*vals) == non_test
+  for label in (0, 1):  # Stratified: a class's count in a fold varies by at most one message.
+    counts = [int((s.val_labels == label).sum()) for s in splits]
+    assert max(counts) - min(counts) <= 1 and sum(counts) == sum(corpus.labels[list(non_test)]
+                                                                 == label)
+  # 96 non-test messages, folds of 20, 19, 19, 19, 19: every model trains on 76 (one program),
+  # the other folds but for one message where they hold 77.
+  assert {len(s.train_labels) for s in splits} == {76}
+  assert sorted(map(len, vals)) == [19, 19, 19, 19, 20]
+  for s, val in zip(splits, vals):
+    assert len(non_test - val - set(s.index['train'].tolist())) == (len(val) == 19)
+  # The default (cv_folds 0) is the one validation part of 10%.
+  assert len(input_pipeline.prepare_split(corpus, _config('spam_rnn', tiny_root)).val_labels) == 9
+
+
+def _fold_vocabulary_corpus(root: Path) -> Path:
+  """Messages of common words, and triples `<m>`, `<m> b<i>`, `<words> b<i>`: where the last
+  validates, `b<i>` is out of that fold's vocabulary and `<m> b<i>` is `<m>` to its model."""
+  rng = np.random.default_rng(0)
+  common = lambda size: ' '.join(rng.choice(_SPAM_WORDS + _HAM_WORDS, size=size))
+  texts = [common(4) for _ in range(80)]
+  for i in range(40):
+    message = common(3)
+    texts += [message, f'{message} b{i}', f'{common(2)} b{i}']
+  return _write_corpus(root, texts, [int(k % 4 == 0) for k in range(len(texts))])
+
+
+def test_cv_test_part_is_shared_and_holds_no_twin_under_any_folds_vocabulary(tmp_path):
+  config = _cv_config(_fold_vocabulary_corpus(tmp_path))
+  corpus, splits = _fold_splits(config)
+  test = splits[0].index['test']
+  assert all(np.array_equal(s.index['test'], test) for s in splits)
+  for split in splits:
+    assert not any(_leaks(corpus, split).values()), _leaks(corpus, split)
+  # Each fold alone would drop other test messages: one shared test part needs all folds' twins.
+  config.data.dedup = False
+  alone = [input_pipeline.twins(s.test_ids, np.concatenate([s.train_ids, s.val_ids]))
+           for s in _fold_splits(config)[1]]
+  assert len({tuple(a) for a in alone}) > 1
+
+
+@needs_real
+def test_real_corpus_cv_folds_share_one_test_part_without_twins():
+  config = _cv_config(REAL_ROOT, limit=0, maxlen=150)
+  corpus, splits = _fold_splits(config)
+  assert {len(s.train_labels) for s in splits} == {3284}  # 4,105 non-test messages, 821 a fold.
+  assert {len(s.test_labels) for s in splits} == {1007}
+  for split in splits:
+    assert not any(_leaks(corpus, split).values())
+  config.data.update(dedup=False, tokenizer_fit='all')
+  _, splits = _fold_splits(config)
+  assert [(len(s.train_labels), len(s.val_labels), len(s.test_labels)) for s in splits] == [
+      (3568, 892, 1114)] * 5
+
+
+@pytest.mark.parametrize('folds, num_seeds, fold, message', [
+    (1, 1, 0, 'cv_folds is 1: use 0'),
+    (-2, 1, 0, 'cv_folds is -2: use 0'),
+    (5, 6, 0, 'cv_fold is 0 with num_seeds 6'),
+    (5, 2, 4, 'cv_fold is 4 with num_seeds 2'),
+    (5, 1, -1, 'cv_fold is -1'),
+])
+def test_bad_cv_values_are_refused_in_one_line(folds, num_seeds, fold, message):
+  config = load_config('spam_rnn', 'smoke')
+  config.data.cv_folds, config.num_seeds, config.data.cv_fold = folds, num_seeds, fold
+  with pytest.raises(UserError, match=message) as refused:
+    spam.check_config(config)
+  assert '\n' not in str(refused.value)
+
+
+def test_more_folds_than_messages_of_a_class_are_refused(tiny_root):
+  config = _cv_config(tiny_root, folds=25)  # 24 spam messages outside the test part.
+  spam.check_config(config)
+  with pytest.raises(UserError, match='cv_folds is 25, but the non-test part .* holds 24 '
+                     'messages of a class; use fewer folds') as refused:
+    _fold_splits(config)
+  assert '\n' not in str(refused.value)
+  assert len(_fold_splits(_cv_config(tiny_root, folds=24))[1]) == 24
+
+
+def test_cv_summary_holds_the_mean_validation_figures_only_with_folds():
+  config = load_config('spam_rnn')
+  runs = {s: {'num_params': 1, 'split_seed': 0, 'test_accuracy': 0.9, 'val_accuracy': acc,
+              'val_loss': loss, 'test_confusion_matrix': [[1, 0], [0, 1]]}
+          for s, acc, loss in ((0, 0.96, 0.2), (1, 0.98, 0.1))}
+  assert 'val_accuracy' not in seeds.summarize(config, runs)
+  config.data.cv_folds = 2
+  summary = seeds.summarize(config, runs)
+  assert (summary['val_accuracy'], summary['val_loss']) == pytest.approx((0.97, 0.15))
+  assert summary['val_accuracy_std'] == pytest.approx(np.sqrt(2e-4))

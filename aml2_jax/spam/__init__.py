@@ -43,6 +43,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.data.tokenizer_fit not in ('train', 'all'):
     raise UserError(f'config.data.tokenizer_fit is {config.data.tokenizer_fit!r}: use "train" '
                     '(no test leakage) or "all" (as the study did).')
+  folds = config.data.cv_folds
+  if folds < 0 or folds == 1:
+    raise UserError(f'config.data.cv_folds is {folds}: use 0 (one validation part) or >= 2 folds.')
+  if folds and not 0 <= config.data.cv_fold <= folds - config.num_seeds:
+    raise UserError(f'config.data.cv_fold is {config.data.cv_fold} with num_seeds '
+                    f'{config.num_seeds}: seed k validates on fold cv_fold + k, in 0..{folds - 1}.')
   if config.data.limit < 0:
     raise UserError('config.data.limit must be >= 0 (0 = every message).')
 

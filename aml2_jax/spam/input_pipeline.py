@@ -45,12 +45,26 @@ def load_corpus(config: ml_collections.ConfigDict) -> sms.SmsSpam:
 def split_indices(corpus: sms.SmsSpam,
                   config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(train_idx, val_idx, test_idx) into `corpus`, stratified by label and sorted: test drawn
-  first with `split_seed`, validation from the rest with the seed pair (split_seed, 1)."""
+  first with `split_seed`, validation from the rest with the seed pair (split_seed, 1), or, with
+  `data.cv_folds`, its fold `data.cv_fold` (each class shuffled with that pair, dealt in turn)."""
   rest_idx, test_idx = sms.stratified_split(corpus.labels, config.data.test_fraction,
                                             config.data.split_seed)
-  fit_pos, val_pos = sms.stratified_split(corpus.labels[rest_idx], config.data.val_fraction,
-                                          (config.data.split_seed, 1))
-  train_idx, val_idx = rest_idx[fit_pos], rest_idx[val_pos]
+  folds = config.data.cv_folds
+  if folds:
+    labels, rng = corpus.labels[rest_idx], np.random.default_rng((config.data.split_seed, 1))
+    if folds > (fewest := np.bincount(labels, minlength=2).min()):
+      raise UserError(f'config.data.cv_folds is {folds}, but the non-test part of {corpus.path} '
+                      f'holds {fewest} messages of a class; use fewer folds.')
+    fold = np.argsort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))
+                                      for c in (0, 1)])) % folds
+    # Equal training sizes, to share one program: one message is left out where the rest has more.
+    train_idx = np.sort(rng.choice(rest_idx[fold != config.data.cv_fold],
+                                   len(rest_idx) - np.bincount(fold).max(), replace=False))
+    val_idx = rest_idx[fold == config.data.cv_fold]
+  else:
+    fit_pos, val_pos = sms.stratified_split(corpus.labels[rest_idx], config.data.val_fraction,
+                                            (config.data.split_seed, 1))
+    train_idx, val_idx = rest_idx[fit_pos], rest_idx[val_pos]
   if (len(test_idx) == 0 or len(val_idx) == 0
       or len(np.unique(corpus.labels[train_idx])) < 2):
     raise UserError(f'{corpus.path} gives {len(train_idx)} training, {len(val_idx)} validation '
@@ -63,6 +77,17 @@ def twins(ids: np.ndarray, seen_ids: np.ndarray) -> np.ndarray:
   """bool [num]: whether each row of `ids` [num, maxlen] equals some row of `seen_ids`."""
   seen = {row.tobytes() for row in seen_ids}
   return np.array([row.tobytes() in seen for row in ids], bool)
+
+
+def fold_twins(corpus: sms.SmsSpam, config: ml_collections.ConfigDict) -> np.ndarray:
+  """bool per test message: a twin, to some fold's tokenizer, of that fold's train or val part."""
+  found = []
+  for k in range(config.data.cv_folds):
+    fold = config.copy_and_resolve_references()
+    fold.data.update(cv_fold=k, dedup=False)
+    split = prepare_split(corpus, fold)
+    found.append(twins(split.test_ids, np.concatenate([split.train_ids, split.val_ids])))
+  return np.any(found, axis=0)
 
 
 def prepare_split(corpus: sms.SmsSpam, config: ml_collections.ConfigDict) -> SpamSplit:
@@ -78,6 +103,8 @@ def prepare_split(corpus: sms.SmsSpam, config: ml_collections.ConfigDict) -> Spa
   if config.data.dedup:
     for part, earlier in (('val', ('train',)), ('test', ('train', 'val'))):
       copy = twins(ids[part], np.concatenate([ids[p] for p in earlier]))
+      if part == 'test' and config.data.cv_folds:  # The folds share one test part: all drop it.
+        copy |= fold_twins(corpus, config)
       dropped.append(index[part][copy])
       index[part], ids[part] = index[part][~copy], ids[part][~copy]
   index['dropped'] = np.sort(np.concatenate(dropped or [np.zeros(0, np.int64)]))
@@ -122,6 +149,7 @@ def describe(config: ml_collections.ConfigDict, corpus: sms.SmsSpam, split: Spam
   parts = ' / '.join(f'{len(y)} {part} ({int(y.sum())} spam)' for part, y in zip(PARTS, labels))
   twins_note = (f', {len(split.index["dropped"])} held-out token twins dropped'
                 if config.data.dedup else '')
+  fold = f' fold {config.data.cv_fold} of {config.data.cv_folds}' if config.data.cv_folds else ''
   return (f'seed {config.seed}: {len(corpus)} messages ({kept}), split seed '
-          f'{config.data.split_seed}: {parts}{twins_note}; {len(split.tokenizer.word_index)} '
+          f'{config.data.split_seed}{fold}: {parts}{twins_note}; {len(split.tokenizer.word_index)} '
           f'words seen in the {fit}, ids below {split.tokenizer.num_words} kept')

@@ -21,16 +21,20 @@ from aml2_jax.runtime.workdir import WorkdirLock
 
 AGGREGATED = tuple(f'test_{name}' for name in ('loss',) + metrics.SCALAR_NAMES) + (
     'train_wall_s',)
+CV_AGGREGATED = ('val_accuracy', 'val_loss')  # With folds: the cross-validation estimates.
 
 
 def run_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
-  """One config per seed: seed `config.seed + k` (and split seed + k with `split_per_seed`)."""
+  """One config per seed: seed `config.seed + k` and split seed + k with `split_per_seed`, or,
+  with `data.cv_folds`, one split whose fold `cv_fold + k` seed k validates on."""
   runs = []
   for k in range(config.num_seeds):
     run = config.copy_and_resolve_references()
     run.seed = config.seed + k
     run.num_seeds = 1
-    if config.data.split_per_seed:
+    if config.data.cv_folds:
+      run.data.cv_fold = config.data.cv_fold + k
+    elif config.data.split_per_seed:
       run.data.split_seed = config.data.split_seed + k
     runs.append(run)
   return runs
@@ -111,7 +115,7 @@ def summarize(config: ml_collections.ConfigDict, per_seed: dict[int, dict]) -> d
                'epoch_selection': runs[0].get('epoch_selection'),
                'epochs_used': [r.get('epoch_used') for r in runs],
                'split_seeds': [r['split_seed'] for r in runs]}
-  for name in AGGREGATED:
+  for name in AGGREGATED + (CV_AGGREGATED if config.data.cv_folds else ()):
     values = np.array([r[name] for r in runs if name in r], np.float64)
     if len(values):
       aggregate[name] = float(values.mean())
@@ -129,7 +133,7 @@ def format_table(aggregate: dict) -> str:
            f'tokenizer fit on {a["tokenizer_fit"]}, {a["num_params"]:,} params; test scored at '
            f'epoch(s) {a["epochs_used"]} ({a["epoch_selection"]})',
            f'{"metric":<25}{"mean ± std":>20}   per seed']
-  for name in AGGREGATED:
+  for name in AGGREGATED + CV_AGGREGATED:
     if name in a:
       per_seed = ' '.join(f'{r[name]:.4f}' for r in a['per_seed'].values() if name in r)
       lines.append(f'{name:<25}{a[name]:>11.4f} ± {a[name + "_std"]:.4f}   {per_seed}')

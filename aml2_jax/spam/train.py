@@ -107,11 +107,12 @@ def evaluate_split(model: SpamClassifier, params, ids: np.ndarray, labels: np.nd
 
 def checkpoint_meta(config: ml_collections.ConfigDict, digest: str) -> dict:
   """The checkpoint's meta record (`restore.checkpoint_meta`), with the vocabulary and the data
-  the run trains on (the vocabulary alone can coincide)."""
+  the run trains on (the vocabulary alone can coincide; folds only if on: old ones still fit)."""
   d = config.data
   data = {'dedup': d.dedup, 'limit': d.limit, 'test_fraction': d.test_fraction,
           'val_fraction': d.val_fraction, 'split_seed': d.split_seed,
-          'tokenizer_fit': d.tokenizer_fit}
+          'tokenizer_fit': d.tokenizer_fit,
+          **({'cv_folds': d.cv_folds, 'cv_fold': d.cv_fold} if d.cv_folds else {})}
   meta = restore.checkpoint_meta(config, 'spam',
                                  schedule_spans_run=config.optim.schedule == 'cosine')
   return {**meta, 'num_words': d.num_words, 'maxlen': d.maxlen, 'vocab_sha256': digest,
