@@ -681,3 +681,22 @@ def test_cv_summary_holds_the_mean_validation_figures_only_with_folds():
   summary = seeds.summarize(config, runs)
   assert (summary['val_accuracy'], summary['val_loss']) == pytest.approx((0.97, 0.15))
   assert summary['val_accuracy_std'] == pytest.approx(np.sqrt(2e-4))
+
+
+def test_a_cross_validated_candidate_is_picked_over_runs_validated_on_one_part():
+  from aml2_jax.report import tables  # pylint: disable=g-import-not-at-top
+  from aml2_jax.report.runs import Results, Run  # pylint: disable=g-import-not-at-top
+
+  def run(key, val_accuracy, cv=False, roles=('choice',)):
+    per_seed = {str(k): {'val_accuracy': val_accuracy, 'val_loss': 0.05} for k in range(5)}
+    cv_fields = {'val_accuracy': val_accuracy, 'val_loss': 0.05} if cv else {}
+    return Run(key, Path('.'), {'roles': list(roles), 'baseline': 'spam/rnn_study'},
+               {'per_seed': per_seed, **cv_fields}, {})
+
+  runs = [run('spam/rnn_study', 0.995, roles=('baseline',)),
+          run('spam/choices/once', 0.999), run('spam/choices/cv_a', 0.985, cv=True),
+          run('spam/choices/cv_b', 0.990, cv=True)]
+  results = Results(Path('.'), {r.key: r for r in runs}, {})
+  assert tables.contest(results, runs[0])[1].key == 'spam/choices/cv_b'
+  without_cv = Results(Path('.'), {r.key: r for r in runs[:2]}, {})
+  assert tables.contest(without_cv, runs[0])[1].key == 'spam/choices/once'

@@ -57,7 +57,7 @@ def split_indices(corpus: sms.SmsSpam,
                       f'holds {fewest} messages of a class; use fewer folds.')
     fold = np.argsort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))
                                       for c in (0, 1)])) % folds
-    # Equal training sizes, to share one program: one message is left out where the rest has more.
+    # All folds train on as many messages (one program): one is left out where the others hold more.
     train_idx = np.sort(rng.choice(rest_idx[fold != config.data.cv_fold],
                                    len(rest_idx) - np.bincount(fold).max(), replace=False))
     val_idx = rest_idx[fold == config.data.cv_fold]
@@ -103,7 +103,7 @@ def prepare_split(corpus: sms.SmsSpam, config: ml_collections.ConfigDict) -> Spa
   if config.data.dedup:
     for part, earlier in (('val', ('train',)), ('test', ('train', 'val'))):
       copy = twins(ids[part], np.concatenate([ids[p] for p in earlier]))
-      if part == 'test' and config.data.cv_folds:  # The folds share one test part: all drop it.
+      if part == 'test' and config.data.cv_folds:  # One test part: a twin to any fold leaves it.
         copy |= fold_twins(corpus, config)
       dropped.append(index[part][copy])
       index[part], ids[part] = index[part][~copy], ids[part][~copy]
