@@ -25,8 +25,7 @@ BLOCK = re.compile(r'(<!-- report:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)'
 
 def _render(results: Results, page: str, stale: list, match: re.Match) -> str:
   """A block re-rendered; a stale block, or an unknown marker, is added to `stale`."""
-  name = match['name']
-  if name not in RENDERERS:
+  if (name := match['name']) not in RENDERERS:
     stale.append((page, name, True))
     return match[0]
   body = RENDERERS[name](results, Path(page).parent).rstrip('\n') + '\n'

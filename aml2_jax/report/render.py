@@ -33,9 +33,8 @@ def duration(s) -> str:
 def _span(values) -> str:
   """'1,012–1,020', or one value when all are equal."""
   values = sorted(v for v in values or [] if isinstance(v, (int, float)))
-  if not values:
-    return DASH
-  return f'{values[0]:,}' + (f'–{values[-1]:,}' if values[-1] != values[0] else '')
+  return (f'{values[0]:,}' + (f'–{values[-1]:,}' if values[-1] != values[0] else '') if values
+          else DASH)
 
 
 SPECS = {  # name: (value, std) -> text
