@@ -253,7 +253,7 @@ def test_choices_pick_on_validation_and_show_the_picked_runs_test_figures_only(t
   assert '| `optim.learning_rate=0.0005` | 99.50 |' in picked_row
   assert '`num_epochs=20`' in text and '99.90' not in text  # Validation only: no test figure.
   headline = tables.RENDERERS['spam_headline'](results, Path('.'))
-  assert "| **RNN** | study's protocol, tuned on validation | 98.00 ± 0.25 |" in headline
+  assert "| **RNN** | study's protocol, tuned | 98.00 ± 0.25 |" in headline
   assert 'Quality targets, on the runs picked on validation: 0 of 1 met' in headline
   row = tables.RENDERERS['spam_targets'](results, Path('docs')).splitlines()[-1]
   assert row == ("| RNN, study's protocol: test accuracy (%) | ≥ 99.00 | "
