@@ -335,11 +335,12 @@ def test_classifier_discriminator_counts_and_trains_both_nets_on_the_class():
   assert float(losses.class_loss(classes, jnp.array([0, 1]), 2.0)) == pytest.approx(2 * expected)
   assert losses.split_logits(realness)[1] is None
   _, d = make_model(config)
-  d_params = jax.jit(d.init, static_argnames='train')(jax.random.key(0), jnp.zeros((1, IMAGE_PIXELS)), jnp.zeros((1,), jnp.int32),
-                    train=False)
+  d_params = jax.jit(d.init, static_argnames='train')(  # One compile, not one per operation.
+      jax.random.key(0), jnp.zeros((1, IMAGE_PIXELS)), jnp.zeros((1,), jnp.int32), train=False)
   images = jnp.ones((2, IMAGE_PIXELS))
   score = jax.jit(lambda labels: d.apply(d_params, images, labels, train=False))
-  np.testing.assert_array_equal(score(jnp.array([0, 1])), score(jnp.array([7, 9])))  # The label is not an input.
+  # The label is not an input.
+  np.testing.assert_array_equal(score(jnp.array([0, 1])), score(jnp.array([7, 9])))
 
   config.unlock()
   config.data.limit, config.batch_size = 64, 8
@@ -348,7 +349,7 @@ def test_classifier_discriminator_counts_and_trains_both_nets_on_the_class():
   data = {'images': np.random.default_rng(0).integers(0, 256, (64, IMAGE_PIXELS), np.uint8),
           'labels': np.arange(64, dtype=np.int32) % 10}
   batch = jnp.arange(8, dtype=jnp.int32)
-  init = jax.jit(lambda: cgan_train.create_train_state(config))()  # One compile, not per op.
+  init = jax.jit(lambda: cgan_train.create_train_state(config))()
 
   @functools.partial(jax.jit, static_argnames='r1_weight')
   def step(class_weight, r1_weight=0.0):  # One program for both class weights.
