@@ -700,3 +700,22 @@ def test_a_cross_validated_candidate_is_picked_over_runs_validated_on_one_part()
   assert tables.contest(results, runs[0])[1].key == 'spam/choices/cv_b'
   without_cv = Results(Path('.'), {r.key: r for r in runs[:2]}, {})
   assert tables.contest(without_cv, runs[0])[1].key == 'spam/choices/once'
+
+
+@pytest.mark.long
+def test_a_run_of_every_fold_scores_its_fold_models_as_one_ensemble(tiny_root, tmp_path):
+  config = _cv_config(tiny_root, folds=2)
+  summary = spam.train_and_evaluate(config, tmp_path)
+  corpus, splits = _fold_splits(config)
+  probs = []
+  for run, split in zip(seeds.run_configs(config), splits):
+    params = spam_train.restore_for_eval(run, seeds.seed_dir(tmp_path, run.seed), tmp_path)[0]
+    (logits,) = spam_train.logits_fn(make_model(run))(params, split.test_ids)
+    probs.append(1 / (1 + np.exp(-np.asarray(logits, np.float64))))
+  mean = np.mean(probs, axis=0)
+  expected = np.mean((mean > 0.5) == splits[0].test_labels)
+  assert summary['ensemble_test_accuracy'] == pytest.approx(expected)
+  assert np.sum(summary['ensemble_test_confusion_matrix']) == len(splits[0].test_labels)
+  # Not every fold trained: no ensemble.
+  config.num_seeds = 1
+  assert 'ensemble_test_accuracy' not in spam.evaluate(config, tmp_path)

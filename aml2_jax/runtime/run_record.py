@@ -19,7 +19,7 @@ RUN_FILE = 'run.json'
 _LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'ml-collections', 'numpy',
               'scipy')
 # What `results.json` says of training: an `eval` that rewrites the file keeps them.
-_TRAINING_FACTS = ('train_wall_s', 'resumed_from_step')
+_TRAINING_FACTS = ('train_wall_s', 'resumed_from_step', 'trained_in_one_program_with_seeds')
 
 
 def _iso(seconds: float | None = None) -> str:

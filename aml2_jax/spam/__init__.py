@@ -67,8 +67,8 @@ def train_and_evaluate(config, workdir: Path, options=None) -> dict:
   """Trains every seed (resuming where checkpoints exist), then writes the summary."""
   with WorkdirLock(workdir):
     write_config(workdir, config)
-    per_seed = seeds.train_seeds(config, workdir, input_pipeline.load_corpus(config))
-    return seeds.write_summary(config, workdir, per_seed)
+    corpus = input_pipeline.load_corpus(config)
+    return seeds.write_summary(config, workdir, seeds.train_seeds(config, workdir, corpus), corpus)
 
 
 def evaluate(config, workdir: Path, options=None) -> dict:
@@ -84,7 +84,7 @@ def evaluate(config, workdir: Path, options=None) -> dict:
                        run_dir, resume=False)
       per_seed[run.seed] = train_lib.write_run_results(run, run_dir, params, split, step,
                                                        run_record.training_facts(run_dir))
-    return seeds.write_summary(config, workdir, per_seed)
+    return seeds.write_summary(config, workdir, per_seed, corpus)
 
 
 MODES = {'train': train_and_evaluate, 'eval': evaluate, 'predict': predict}

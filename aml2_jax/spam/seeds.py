@@ -14,6 +14,7 @@ from aml2_jax import console
 from aml2_jax.datasets import sms
 from aml2_jax.spam import metrics, train as train_lib
 from aml2_jax.spam.input_pipeline import SpamSplit, prepare_split
+from aml2_jax.spam.models import make_model, spam_probability
 from aml2_jax.training import loop, seed_batch
 from aml2_jax.training.checkpointing import Checkpointer
 from aml2_jax.runtime.metrics_logging import MetricLogger, write_json
@@ -126,6 +127,21 @@ def summarize(config: ml_collections.ConfigDict, per_seed: dict[int, dict]) -> d
   return aggregate
 
 
+def fold_ensemble(config: ml_collections.ConfigDict, workdir: Path, corpus: sms.SmsSpam) -> dict:
+  """`ensemble_test_<metric>`: a cross-validated run's fold models as one classifier, P(spam)
+  averaged over them, on the one test part they share (the epoch each uses: `restore_for_eval`)."""
+  probs, test_index = [], None
+  for run in run_configs(config):
+    params = train_lib.restore_for_eval(run, seed_dir(workdir, run.seed), workdir)[0]
+    split = prepare_split(corpus, run)
+    assert test_index is None or np.array_equal(test_index, split.index['test'])
+    test_index = split.index['test']
+    (logits,) = train_lib.logits_fn(make_model(run))(params, split.test_ids)
+    probs.append(np.asarray(spam_probability(logits), np.float64))
+  found = metrics.binary_metrics(split.test_labels, np.mean(probs, axis=0), train_lib.THRESHOLD)
+  return {f'ensemble_test_{k}': v for k, v in found.items()}
+
+
 def format_table(aggregate: dict) -> str:
   """The printed results of `summarize`: one row per metric, mean ± std, then each seed's value."""
   a = aggregate
@@ -140,13 +156,19 @@ def format_table(aggregate: dict) -> str:
   (tn, fp), (fn, tp) = a['test_confusion_matrix']
   lines.append(f'confusion matrix summed over seeds: ham->ham {tn}, ham->spam {fp}, '
                f'spam->ham {fn}, spam->spam {tp}')
+  if 'ensemble_test_accuracy' in a:
+    lines.append('the fold models as one ensemble: ' + ', '.join(
+        f'{name} {a[f"ensemble_test_{name}"]:.4f}' for name in ('accuracy', 'f1', 'mcc')))
   return '\n'.join(lines)
 
 
-def write_summary(config: ml_collections.ConfigDict, workdir: Path,
-                  per_seed: dict[int, dict]) -> dict:
-  """Writes (and prints) the summary over seeds into `<workdir>/results.json`."""
+def write_summary(config: ml_collections.ConfigDict, workdir: Path, per_seed: dict[int, dict],
+                  corpus: sms.SmsSpam) -> dict:
+  """Writes (and prints) the summary over seeds into `<workdir>/results.json`, with the
+  ensemble of the fold models (`fold_ensemble`) of a cross-validated run of every fold."""
   aggregate = summarize(config, per_seed)
+  if config.data.cv_folds and config.num_seeds == config.data.cv_folds:
+    aggregate.update(fold_ensemble(config, workdir, corpus))
   write_json(workdir / 'results.json', aggregate)
   console.say(format_table(aggregate))
   console.say(f'wrote {workdir / "results.json"}')
