@@ -47,6 +47,9 @@ FIELDS = {  # Values computed from a run, by the name a cell uses.
                           if r.invocations() else 'run record missing'),
     'config_result': lambda r: fill(r.config['result'], getter(r, {})),
     'epoch_kind': lambda r: 'lowest validation loss' if 'best_val' in r.roles else 'last',
+    **{f'{part}_lowest_class': lambda r, part=part: min(  # A cGAN run's lowest class accuracy.
+        (r.get(f'{part}_per_class_accuracy') or {None: None}).values(), key=lambda v: v or 0)
+       for part in ('val', 'test')},
 }
 
 
@@ -87,6 +90,7 @@ SOURCES = {  # name: (results, argument) -> runs or (run, fields); `headline spa
         for run in res.select('bench') for name, m in run.get('models', {}).items()
         if which == 'models' or m.get('aml2_jax', {}).get('seeds')],
     'targets': lambda res, e: [(run, t) for t, run in _verdicts(res, e)],
+    'contest': lambda res, arg: contest(res, res.runs[arg.split()[0]], int(arg.split()[1]))[0],
     'peers': lambda res, figure: [  # A row per implementation: {model: its figure}.
         (run, {'peer': label, 'models': {name: m.get(impl, {}).get(figure, 0.0)
                                          for name, m in run.get('models', {}).items()}})
