@@ -14,12 +14,6 @@ OPTIMIZERS = ('rmsprop', 'adamw')
 SCHEDULES = ('constant', 'cosine')
 
 
-def is_default(config: ml_collections.ConfigDict) -> bool:
-  """Whether the optimizer is the study's: constant-rate RMSProp, unclipped, plateau on."""
-  o = config.optim
-  return (o.optimizer, o.schedule, o.clip_norm, o.plateau) == ('rmsprop', 'constant', 0.0, True)
-
-
 def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int = 1):
   """The rate: a float (constant), or an optax schedule of the step (warm-up, cosine)."""
   o = config.optim
@@ -62,15 +56,3 @@ def make_optimizer(config: ml_collections.ConfigDict,
 def plateau_scale(opt_state) -> jax.Array | float:
   """The plateau schedule's current factor on the learning rate (1 without one)."""
   return optax.tree_utils.tree_get(opt_state, 'scale', 1.0)
-
-
-def meta(config: ml_collections.ConfigDict) -> dict:
-  """What a resumed run must share with its checkpoint beyond the study's optimizer (nothing for
-  the study's, so older runs still resume): the optimizer fields and, for a schedule whose length
-  is the run's, the number of epochs."""
-  if is_default(config):
-    return {}
-  record = config.optim.to_dict()
-  if config.optim.schedule != 'constant':
-    record['num_epochs'] = config.num_epochs
-  return {'optimizer': record}
