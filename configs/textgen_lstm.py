@@ -63,6 +63,7 @@ def get_config(variant: str = ''):
       plateau_patience=1,  # Epochs without improvement before the reduction.
       plateau_atol=1e-4,  # Improvement means a drop of more than this (Keras' min_delta)...
       plateau_rtol=0.0,  # ...and no relative tolerance (Keras has none).
+      ema_decay=0.0,  # > 0: validate, sample and test a moving average of the weights.
   )
   config.data.window = 100  # Characters per window (the study's sequence length).
   # Held-out shares of the distinct normalised messages (case, punctuation, spacing ignored):

@@ -216,6 +216,22 @@ def test_cosine_schedule_warms_up_then_decays_and_the_step_logs_it():
   assert float(step(state, data, jnp.arange(4))[1]['lr']) == pytest.approx(1e-3, rel=1e-5)
 
 
+def test_weight_average_is_what_validation_sees_and_follows_the_updated_params():
+  config = _config(**{'optim.optimizer': 'adamw', 'optim.plateau': False, 'optim.ema_decay': 0.75})
+  state = textgen_train.create_train_state(config, 11)
+  average = jax.tree.map(np.asarray, state.params)
+  grads = jax.tree.map(jnp.ones_like, state.params)
+  for _ in range(3):
+    state = state.apply_gradients(grads=grads)
+    average = jax.tree.map(lambda a, p: 0.75 * a + 0.25 * np.asarray(p), average, state.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               optim.eval_params(state), average)
+  assert not np.allclose(average['dense']['bias'], state.params['dense']['bias'])
+  config.optim.ema_decay = 0.0  # No average: validation sees the params.
+  plain = textgen_train.create_train_state(config, 11)
+  assert optim.eval_params(plain) is plain.params
+
+
 def test_clipping_scales_the_whole_gradient_to_the_clip_norm():
   def second_update(**clip):
     config = _config(**{'optim.optimizer': 'adamw', 'optim.b1': 0.0, 'optim.plateau': False,

@@ -37,7 +37,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                                 'optim.plateau_rtol', 'optim.warmup_epochs', 'optim.weight_decay',
                                 'optim.clip_norm')
   for name in ('model.dropout', 'model.input_dropout', 'model.recurrent_dropout',
-               'optim.end_lr_fraction', 'optim.b1', 'optim.b2', 'optim.rho'):
+               'optim.end_lr_fraction', 'optim.b1', 'optim.b2', 'optim.rho', 'optim.ema_decay'):
     config_lib.check_fraction(config, name)
   for name in ('optim.plateau_factor', 'data.val_fraction', 'data.test_fraction'):
     config_lib.check_fraction(config, name, allow_zero=False)

@@ -3,10 +3,14 @@
 Keras' RMSprop divides by sqrt(velocity + epsilon) with rho 0.9 and epsilon 1e-7: `optax.rmsprop`
 with `eps_in_sqrt=True` and the configs' eps 1e-7 is that update exactly. Keras' ReduceLROnPlateau
 is `optax.contrib.reduce_on_plateau` at the end of the chain, fed every step's training loss and
-deciding once per epoch on the epoch's mean (docs/textgen.md, "Optimizer").
+deciding once per epoch on the epoch's mean (docs/textgen.md, "Optimizer"). A moving average of
+the weights (`optim.ema_decay`) is the chain's last link, so the optimizer state carries it.
 """
 
+from typing import NamedTuple
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -50,7 +54,28 @@ def make_optimizer(config: ml_collections.ConfigDict,
     parts.append(optax.contrib.reduce_on_plateau(
         factor=o.plateau_factor, patience=o.plateau_patience, rtol=o.plateau_rtol,
         atol=o.plateau_atol, accumulation_size=steps_per_epoch))
+  if o.ema_decay:
+    parts.append(weight_average(o.ema_decay))
   return optax.chain(*parts)
+
+
+class AverageState(NamedTuple):
+  average: optax.Params  # The moving average of the parameters after each update.
+
+
+def weight_average(decay: float) -> optax.GradientTransformation:
+  """Keeps `decay * average + (1 - decay) * new params` in its state; the updates pass unchanged.
+  Last in a chain, it sees the final updates (optax has averages of updates, not of params)."""
+  def update(updates, state, params):
+    new = optax.apply_updates(params, updates)
+    return updates, AverageState(jax.tree.map(lambda a, p: decay * a + (1 - decay) * p,
+                                              state.average, new))
+  return optax.GradientTransformation(lambda p: AverageState(jax.tree.map(jnp.copy, p)), update)
+
+
+def eval_params(state):
+  """The weights to validate, sample and test: the moving average when the chain keeps one."""
+  return optax.tree_utils.tree_get(state.opt_state, 'average', state.params)
 
 
 def plateau_scale(opt_state) -> jax.Array | float:

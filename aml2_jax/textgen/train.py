@@ -157,7 +157,8 @@ def epoch_hooks(config, workdir: Path, corpus: CharCorpus) -> loop.EpochHooks:
   model = make_model(config, corpus.vocab.size)
 
   def evaluate(state: TrainState) -> dict[str, float]:
-    metrics = validate(config, model, state.params, corpus.val_ids, config.eval.stride)
+    metrics = validate(config, model, optim.eval_params(state), corpus.val_ids,
+                       config.eval.stride)
     console.say(f'validation: loss {metrics["val_loss"]:.4f} nats, {metrics["val_bpc"]:.4f} '
                 f'bits/char; lr scale {float(optim.plateau_scale(state.opt_state)):.4g}')
     return metrics
@@ -175,8 +176,9 @@ def report_epoch(config, workdir: Path, model: CharModel, vocab: Vocabulary, sta
   sampler = generate.sampler_for(model, config.data.window)
   lines = []
   for i, prompt in enumerate(config.sample.prompts):
-    kept, text = generate.generate_text(sampler, state.params, vocab, prompt, config.sample.length,
-                                        config.sample.temperature, seed=config.seed + i)
+    kept, text = generate.generate_text(sampler, optim.eval_params(state), vocab, prompt,
+                                        config.sample.length, config.sample.temperature,
+                                        seed=config.seed + i)
     lines.append(f'{kept}|{text}')
   header = f'epoch {epoch + 1}, temperature {config.sample.temperature} ("|" ends the prompt):'
   if console.is_main_process():
@@ -216,12 +218,13 @@ def _logged(workdir: Path, step: int, name: str) -> float | None:
 
 
 def restore_best(config, workdir: Path, vocab: Vocabulary, meta_keys=None) -> tuple[dict, int]:
-  """(params, step) of the checkpoint with the lowest validation loss (else the latest)."""
+  """(params, step) of the checkpoint with the lowest validation loss (else the latest); the
+  params are `optim.eval_params`."""
   restored = restore.restore_trained(
       workdir, lambda: create_train_state(config, vocab.size), model_meta(config, vocab),
       train_command=f'python launch.py --config={CONFIG_FILES[config.model.cell]}',
       best_metric=BEST_METRIC, meta_keys=meta_keys)
-  return restored.state.params, restored.step
+  return optim.eval_params(restored.state), restored.step
 
 
 def write_results(config, workdir: Path, params, corpus: CharCorpus, extra: dict) -> dict:
