@@ -28,7 +28,7 @@ from aml2_jax.layers import fast_ops
 from aml2_jax.plotting.image_grid import grid_image, save_labelled_grid
 from aml2_jax.training import loop, restore
 from aml2_jax.runtime.metrics_logging import MetricLogger
-from aml2_jax.training.train_state import net_state, step_key
+from aml2_jax.training.train_state import ema_update, net_state, step_key
 
 TRAIN_COMMAND = 'python launch.py --config=configs/cgan.py'
 
@@ -63,11 +63,6 @@ def create_train_state(config: ml_collections.ConfigDict) -> GanState:
       g=net_state(g.apply, g_params, make_optimizer(config, 'g')),
       g_ema=jax.tree.map(jnp.copy, g_params),  # Own buffers: both are donated.
       d=net_state(d.apply, d_params, make_optimizer(config, 'd')))
-
-
-def ema_update(ema: Any, params: Any, decay: float) -> Any:
-  """The moving average after one step: decay * ema + (1 - decay) * params, leaf by leaf."""
-  return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
 
 
 def train_step(state: GanState, data: dict, batch_idx: jax.Array, *, latent_dim: int,

@@ -48,7 +48,7 @@ FIELDS = {  # Values computed from a run, by the name a cell uses.
     'config_result': lambda r: fill(r.config['result'], getter(r, {})),
     'epoch_kind': lambda r: 'lowest validation loss' if 'best_val' in r.roles else 'last',
     **{f'{part}_lowest_class': lambda r, part=part: min(  # A cGAN run's lowest class accuracy.
-        (r.get(f'{part}_per_class_accuracy') or {None: None}).values(), key=lambda v: v or 0)
+        (r.get(f'{part}_per_class_accuracy') or {}).values(), default=None)
        for part in ('val', 'test')},
 }
 

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from aml2_jax.training.train_state import ema_update
+
 OPTIMIZERS = ('rmsprop', 'adamw')
 SCHEDULES = ('constant', 'cosine')
 
@@ -67,9 +69,8 @@ def weight_average(decay: float) -> optax.GradientTransformation:
   """Keeps `decay * average + (1 - decay) * new params` in its state; the updates pass unchanged.
   Last in a chain, it sees the final updates (optax has averages of updates, not of params)."""
   def update(updates, state, params):
-    new = optax.apply_updates(params, updates)
-    return updates, AverageState(jax.tree.map(lambda a, p: decay * a + (1 - decay) * p,
-                                              state.average, new))
+    return updates, AverageState(ema_update(state.average, optax.apply_updates(params, updates),
+                                            decay))
   return optax.GradientTransformation(lambda p: AverageState(jax.tree.map(jnp.copy, p)), update)
 
 

@@ -40,3 +40,8 @@ def int32_step(state: train_state.TrainState) -> train_state.TrainState:
 def step_key(state: Any) -> jax.Array:
   """This step's typed PRNG key: the run's key folded with the step number."""
   return jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+
+
+def ema_update(ema: Any, params: Any, decay: float) -> Any:
+  """The moving average after one step: decay * ema + (1 - decay) * params, leaf by leaf."""
+  return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
