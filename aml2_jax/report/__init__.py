@@ -1,4 +1,1 @@
-"""The docs' tables and figures, from the runs published under `results/` (`__main__.py`).
-
-Nothing here imports JAX (`--check` must stay fast), except `record`, which writes a run record.
-"""
+"""The docs' tables and figures from `results/` (`__main__.py`); no JAX import but `record`'s."""

@@ -153,9 +153,7 @@ def _verdicts(results: Results, experiment: str) -> list[tuple[dict, Run]]:
   found = []
   for t in results.study.get('targets', {}).get(experiment, []):
     run = contest(results, results.runs[t['run']], t.get('epochs', 0))[1]
-    value = run.get(t['metric'])
-    if isinstance(value, dict):  # Per-class accuracies: the target is on the lowest.
-      value = min(value.values()) if value else None
+    value = getter(run, {})(t['metric'])  # A results.json key or a FIELDS name.
     gap, digits = abs(value - t['goal']) * t['scale'], t['digits']
     met = value >= t['goal'] if t['at_least'] else value <= t['goal']
     while not met and round(gap, digits) == 0:  # A miss never reads "missed by 0.00".
