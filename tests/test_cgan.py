@@ -114,7 +114,7 @@ def test_judge_recipe_warms_up_then_decays_by_a_cosine_to_zero():
 
 def test_judge_learning_rate_is_read_inside_the_optimizer_at_each_step():
   config = load_config('fmnist_classifier')
-  tx = classifier_train.make_optimizer(config, 60000)
+  tx = jax.eval_shape(lambda: classifier_train.create_train_state(config, 60000)).tx  # Static.
   params = {'w': jnp.zeros(3)}
   grads = {'w': jnp.array([1.0, -2.0, 0.5])}
   opt_state = tx.init(params)
@@ -151,7 +151,7 @@ def test_conditional_accuracy_on_real_images_equals_classifier_accuracy(tiny_fmn
     np.testing.assert_array_equal(a, b)
   data = fmnist_classifier.load_data(judge.config)
   metrics = quality.quality_metrics(judge, data.test_images, data.test_labels,
-                                    judge.features(data.test_images))
+                                    judge(data.test_images)[1])
   facts = quality.judge_facts(judge, data, judge(data.test_images), seed=0)
   assert metrics['conditional_accuracy'] == pytest.approx(results['test_accuracy'])
   assert metrics['conditional_accuracy'] == facts['classifier_test_accuracy']

@@ -117,11 +117,11 @@ def test_discriminator_loss_targets_real_as_one_and_generated_as_zero():
   real, fake = jnp.array([2.0]), jnp.array([-1.0])
   # Real: -log sigmoid(2) = softplus(-2) = 0.126928; generated: -log(1 - sigmoid(-1)) =
   # softplus(-1) = 0.313262; the mean: 0.220095. Swapped targets give 1.720095.
-  loss = float(cgan_train.discriminator_loss(real, fake, 1.0))
+  loss = float(losses.discriminator_loss(real, fake, 1.0))
   assert loss == pytest.approx((_softplus(-2) + _softplus(-1)) / 2, rel=1e-6)
   assert loss == pytest.approx(0.220095, abs=1e-6)
   # Smoothed real target 0.9: -(0.9 log sigmoid(2) + 0.1 log(1 - sigmoid(2))) for the real one.
-  smoothed = float(cgan_train.discriminator_loss(real, fake, 0.9))
+  smoothed = float(losses.discriminator_loss(real, fake, 0.9))
   assert smoothed == pytest.approx((0.9 * _softplus(-2) + 0.1 * _softplus(2) + _softplus(-1)) / 2,
                                    rel=1e-6)
 
@@ -130,9 +130,9 @@ def test_generator_loss_is_non_saturating():
   """Catches the saturating log(1 - D(G(z))): other value, and a vanishing gradient."""
   fake = jnp.array([-3.0])  # D confidently rejects the sample: sigmoid(-3) = 0.047.
   # -log sigmoid(-3) = softplus(3) = 3.048587; the saturating loss is log(sigmoid(3)) = -0.048587.
-  assert float(cgan_train.generator_loss(fake)) == pytest.approx(_softplus(3), rel=1e-6)
+  assert float(losses.generator_loss(fake)) == pytest.approx(_softplus(3), rel=1e-6)
   # d/dl -log sigmoid(l) = -(1 - sigmoid(l)) = -0.952574; the saturating one's is -0.047426.
-  grad = float(jax.grad(lambda l: cgan_train.generator_loss(l))(fake)[0])
+  grad = float(jax.grad(lambda l: losses.generator_loss(l))(fake)[0])
   assert grad == pytest.approx(-(1 - _sigmoid(-3)), rel=1e-6)
 
 
@@ -242,11 +242,11 @@ def test_hinge_losses_on_known_logits():
   real, fake = jnp.array([2.0, 0.5]), jnp.array([-0.5, -3.0])
   # Real: relu(1 - 2) = 0, relu(1 - 0.5) = 0.5 -> mean 0.25; generated: relu(1 - 0.5) = 0.5,
   # relu(1 - 3) = 0 -> mean 0.25. The sum of the two means: 0.5.
-  assert float(cgan_train.discriminator_loss(real, fake, 1.0, 'hinge')) == pytest.approx(0.5)
-  assert float(cgan_train.discriminator_loss(jnp.array([3.0]), jnp.array([-2.0]), 1.0,
+  assert float(losses.discriminator_loss(real, fake, 1.0, 'hinge')) == pytest.approx(0.5)
+  assert float(losses.discriminator_loss(jnp.array([3.0]), jnp.array([-2.0]), 1.0,
                                              'hinge')) == 0.0  # Both beyond the margin.
-  assert float(cgan_train.generator_loss(fake, 'hinge')) == pytest.approx(1.75)  # -mean.
-  grad = jax.grad(lambda l: cgan_train.generator_loss(l, 'hinge'))(fake)
+  assert float(losses.generator_loss(fake, 'hinge')) == pytest.approx(1.75)  # -mean.
+  grad = jax.grad(lambda l: losses.generator_loss(l, 'hinge'))(fake)
   np.testing.assert_allclose(grad, [-0.5, -0.5])  # Never saturates.
 
 

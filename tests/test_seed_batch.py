@@ -48,14 +48,14 @@ def test_a_seed_batch_trains_each_seed_as_its_own_run(tmp_path):
   for seed in (3, 4):
     ckpt = Checkpointer(tmp_path / 'solo' / str(seed) / 'checkpoints')
     logger = MetricLogger(tmp_path / 'solo' / str(seed))
-    solo[seed] = loop.train(_regression_task(seed), _loop_config(seed), ckpt, logger)
+    solo[seed] = loop.Trainer(_regression_task(seed), _loop_config(seed), ckpt, logger).run()
     ckpt.close()
     logger.close()
   dirs = [tmp_path / 'batch' / str(seed) for seed in (3, 4)]
   task = seed_batch.stack_tasks([_regression_task(3), _regression_task(4)], [3, 4])
   ckpt = seed_batch.SeedCheckpointers([Checkpointer(d / 'checkpoints') for d in dirs], tmp_path)
   logger = seed_batch.SeedLoggers([MetricLogger(d) for d in dirs])
-  stacked = loop.train(task, _loop_config(), ckpt, logger)
+  stacked = loop.Trainer(task, _loop_config(), ckpt, logger).run()
   ckpt.close()
   logger.close()
   assert stacked.params.shape == (2, 3)

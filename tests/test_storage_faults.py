@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from aml2_jax import jsonio
-from aml2_jax.training import checkpointing
+from aml2_jax.training import checkpoint_integrity, checkpointing
 
 from aml2_jax.training import restore as restore_lib
 from aml2_jax.runtime import faults, storage, workdir as workdir_lib
@@ -103,7 +103,7 @@ def copy(pristine: dict, kind: str, tmp_path: Path) -> Path:
   return Path(shutil.copytree(pristine[kind], tmp_path / kind))
 
 
-def restore(workdir: Path, **kwargs) -> restore_lib.Restored:
+def restore(workdir: Path, **kwargs) -> checkpointing.Found:
   """What eval / sample / predict restore (the regression task's state)."""
   return restore_lib.restore_trained(workdir, lambda: regression_task().state,
                                      {'experiment': 'regression'}, train_command=TRAIN, **kwargs)
@@ -118,7 +118,7 @@ def step_dirs(workdir: Path) -> list[str]:
 
 def _files(step_dir: Path, under: str = '') -> list[Path]:
   return sorted(p for p in (step_dir / under).rglob('*')
-                if p.is_file() and p.name != checkpointing.MANIFEST)
+                if p.is_file() and p.name != checkpoint_integrity.MANIFEST)
 
 
 def zero_array_bytes(step_dir: Path) -> None:
@@ -227,7 +227,7 @@ def test_without_a_manifest_damage_is_still_told_from_a_config_mismatch(pristine
   classified. Files that cannot be read are damage; a shape that differs is a mismatch."""
   workdir = copy(pristine, 'two', tmp_path)
   for step in (12, 24):
-    (workdir / 'checkpoints' / str(step) / checkpointing.MANIFEST).unlink()
+    (workdir / 'checkpoints' / str(step) / checkpoint_integrity.MANIFEST).unlink()
   for path in _files(workdir / 'checkpoints' / '24', 'state'):
     if '/d/' in str(path):
       path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
@@ -248,7 +248,7 @@ def test_a_manifest_survives_later_saves_and_covers_every_file(tmp_path):
   assert ckpt.all_steps() == [12, 24, 36]
   assert [ckpt.verify(step) for step in ckpt.all_steps()] == [None, None, None]
   ckpt.close()
-  manifest = json.loads((workdir / 'checkpoints' / '12' / checkpointing.MANIFEST).read_text())
+  manifest = json.loads((workdir / 'checkpoints' / '12' / checkpoint_integrity.MANIFEST).read_text())
   files = {str(p.relative_to(workdir / 'checkpoints' / '12'))
            for p in _files(workdir / 'checkpoints' / '12')}
   assert set(manifest['files']) == files and len(files) > 10

@@ -56,7 +56,7 @@ def loop_config(num_epochs=3, **overrides) -> ml_collections.ConfigDict:
 def run(task, config, workdir):
   ckpt, logger = Checkpointer(workdir / 'checkpoints', config.keep_checkpoints), MetricLogger(workdir)
   try:
-    return train_loop.train(task, config, ckpt, logger)
+    return train_loop.Trainer(task, config, ckpt, logger).run()
   finally:
     logger.close()
     ckpt.close()

@@ -75,9 +75,6 @@ class Judge:
     """uint8 images [num, 28, 28] -> (logits [num, 10], features [num, feature_dim])."""
     return tuple(classifier_lib.predict_fn(self.model)(self.params, images))
 
-  def features(self, images: np.ndarray) -> np.ndarray:
-    return self(images)[1]
-
   def real_outputs(self, ref) -> tuple[np.ndarray, np.ndarray]:
     """`self(ref.images)` for a `quality.Reference`, computed once per process."""
     if ref.name not in self._real:

@@ -74,7 +74,7 @@ def judge_facts(judge: Judge, data: fashion_mnist.FashionMnist, test_outputs: tu
   subset = np.random.default_rng(seed).permutation(len(data.train_images))[:len(data.test_images)]
   return {'classifier_test_accuracy': metrics.conditional_accuracy(logits.argmax(-1),
                                                                    data.test_labels),
-          'fid_train_vs_test': metrics.frechet_distance(judge.features(data.train_images[subset]),
+          'fid_train_vs_test': metrics.frechet_distance(judge(data.train_images[subset])[1],
                                                         test_features)}
 
 

@@ -21,7 +21,6 @@ import numpy as np
 import optax
 
 from aml2_jax.cgan import generate, losses
-from aml2_jax.cgan.losses import discriminator_loss, generator_loss  # noqa: F401 (re-exported)
 from aml2_jax.cgan.models import IMAGE_PIXELS, NUM_CLASSES, make_model
 from aml2_jax.datasets import fashion_mnist
 from aml2_jax.layers import fast_ops

@@ -33,19 +33,13 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, num_examples: int)
   return optax.warmup_cosine_decay_schedule(0.0, config.optim.learning_rate, warmup, total)
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   num_examples: int) -> optax.GradientTransformation:
-  """Adam at the rate of `learning_rate_schedule` (its step count is in the optimizer state)."""
-  return optax.adam(learning_rate_schedule(config, num_examples))
-
-
 def create_train_state(config: ml_collections.ConfigDict, num_examples: int = 0) -> TrainState:
   """A fresh state; `num_examples` sizes the schedule (its state does not depend on it)."""
   init_key, run_key = jax.random.split(jax.random.key(config.seed))
   model = make_model(config)
   return TrainState.create(apply_fn=model.apply,
                            params=model.init(init_key, jnp.zeros((1, 28, 28)))['params'],
-                           tx=make_optimizer(config, num_examples), key=run_key)
+                           tx=optax.adam(learning_rate_schedule(config, num_examples)), key=run_key)
 
 
 def to_unit_range(images: jax.Array) -> jax.Array:

@@ -46,12 +46,6 @@ def replicated_like(tree: Any, mesh: Mesh | None = None) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
 
 
-def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
-  if batch_size % mesh.size:
-    raise UserError(f'config.batch_size={batch_size} does not split over {mesh.size} devices; '
-                    f'use a multiple of {mesh.size}.')
-
-
 def _put(tree: Any, sharding: NamedSharding) -> Any:
   if jax.process_count() == 1:
     return jax.device_put(tree, sharding)

@@ -15,34 +15,25 @@ from aml2_jax.runtime import storage
 READ_ONLY_MODES = ('sample', 'predict', 'summary')
 
 
-def prepare_workdir(path: str) -> Path:
-  """Creates `path` if needed and checks that it is writable; returns it absolute."""
+def prepare_workdir_for_mode(path: str, mode: str) -> Path:
+  """`path` absolute, created if needed and checked writable, unless `mode` only reads the
+  workdir (so that `sample` and `predict` work on a read-only disk)."""
   workdir = Path(path).expanduser().absolute()
+  if mode in READ_ONLY_MODES:
+    return workdir
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     storage.probe_writable(workdir)
   except (OSError, storage.StorageError) as e:
     cause = e.__cause__ if isinstance(e, storage.StorageError) else e
+    if mode == 'eval' and workdir.is_dir():
+      raise UserError(f'cannot write to workdir {workdir} ({cause.strerror}): --mode=eval '
+                      'writes results there; copy it to a writable disk and pass that as '
+                      '--workdir, or use --mode=sample / --mode=predict, which only read it.'
+                      ) from cause
     raise UserError(f'cannot write to workdir {workdir} ({cause.strerror}); '
                     f'choose a writable one with --workdir=DIR.') from cause
   return workdir
-
-
-def prepare_workdir_for_mode(path: str, mode: str) -> Path:
-  """`prepare_workdir(path)`, unless `mode` only reads the workdir (so that `sample` and
-  `predict` work on a read-only disk)."""
-  workdir = Path(path).expanduser().absolute()
-  if mode in READ_ONLY_MODES:
-    return workdir
-  try:
-    return prepare_workdir(path)
-  except UserError as e:
-    if mode == 'eval' and workdir.is_dir() and isinstance(e.__cause__, OSError):
-      raise UserError(f'cannot write to workdir {workdir} ({e.__cause__.strerror}): --mode=eval '
-                      'writes results there; copy it to a writable disk and pass that as '
-                      '--workdir, or use --mode=sample / --mode=predict, which only read it.'
-                      ) from e
-    raise
 
 
 class WorkdirLock:

@@ -80,7 +80,7 @@ def train_in_one_program(runs: list[ml_collections.ConfigDict], workdir: Path,
          for d in dirs], Path(workdir) / 'seed_*' / 'checkpoints')
     logger = seed_batch.SeedLoggers([MetricLogger(d) for d in dirs])
     try:
-      state = loop.train(task, runs[0], ckpt, logger, hooks)
+      state = loop.Trainer(task, runs[0], ckpt, logger, hooks).run()
     finally:
       logger.close()
       ckpt.close()

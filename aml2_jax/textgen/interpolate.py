@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 
 from absl import app, flags
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -44,14 +43,6 @@ def load_run_config(workdir: Path) -> ml_collections.ConfigDict:
   return config
 
 
-def window_nll(config, params, ids: np.ndarray) -> np.ndarray:
-  """The network's cross-entropy (nats) [num] of the character after every window of `ids`."""
-  model = make_model(config, int(params['dense']['bias'].shape[0]))
-  nll = train_lib.window_nll_fn(model, config.data.window, config.eval.batch_size)
-  (losses,) = nll(params, jnp.asarray(ids), input_pipeline.held_out_starts(config, ids, 1))
-  return np.asarray(losses, np.float64)
-
-
 def run(workdir: Path, order: int = 5) -> dict:
   """Network, n-gram and mixture bits/char on the validation and test texts of a run's split."""
   config = load_run_config(workdir)
@@ -59,7 +50,9 @@ def run(workdir: Path, order: int = 5) -> dict:
   params, best_step = train_lib.restore_best(config, workdir, corpus.vocab)
   kn = baselines.KneserNey(corpus.train_ids, order, corpus.vocab.size)
   held = {'val': corpus.val_ids, 'test': corpus.test_ids}
-  nll = {part: window_nll(config, params, ids) for part, ids in held.items()}
+  model = make_model(config, corpus.vocab.size)
+  nll = {part: train_lib.window_nll(config, model, params, ids).astype(np.float64)
+         for part, ids in held.items()}
   probs = {part: kn.probs(ids, baselines.held_out_targets(ids, config.data.window))
            for part, ids in held.items()}
   weight, by_weight = pick_weight(nll['val'], probs['val'])  # Validation only.

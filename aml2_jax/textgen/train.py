@@ -104,12 +104,17 @@ def window_nll_fn(model: CharModel, window: int, batch_size: int):
   return lambda params, text, starts: batched((params, text), starts)
 
 
+def window_nll(config: ml_collections.ConfigDict, model: CharModel, params, ids: np.ndarray,
+               stride: int = 1) -> np.ndarray:
+  """Cross-entropy (nats) [num] of the character after every `stride`-th window of `ids`."""
+  nll = window_nll_fn(model, config.data.window, config.eval.batch_size)
+  return np.asarray(nll(params, jnp.asarray(ids), held_out_starts(config, ids, stride))[0])
+
+
 def validate(config: ml_collections.ConfigDict, model: CharModel, params, ids: np.ndarray,
              stride: int = 1, part: str = 'val') -> dict[str, float]:
   """{'<part>_loss', '<part>_bpc'} on every `stride`-th window of a held-out text."""
-  nll = window_nll_fn(model, config.data.window, config.eval.batch_size)
-  (losses,) = nll(params, jnp.asarray(ids), held_out_starts(config, ids, stride))
-  loss = float(np.mean(losses))
+  loss = float(np.mean(window_nll(config, model, params, ids, stride)))
   return {f'{part}_loss': loss, f'{part}_bpc': loss / math.log(2)}
 
 

@@ -106,7 +106,9 @@ class Trainer:
                logger: MetricLogger | None = None, hooks: EpochHooks = EpochHooks()):
     self.task, self.config, self.ckpt, self.logger, self.hooks = task, config, ckpt, logger, hooks
     self.mesh = sharding.data_mesh(config.num_devices)
-    sharding.check_batch_divides(config.batch_size, self.mesh)
+    if config.batch_size % self.mesh.size:
+      raise UserError(f'config.batch_size={config.batch_size} does not split over '
+                      f'{self.mesh.size} devices; use a multiple of {self.mesh.size}.')
     self.steps_per_epoch = task.num_examples // config.batch_size
     if self.steps_per_epoch == 0:
       raise UserError(f'config.batch_size={config.batch_size} is larger than the '
@@ -234,17 +236,11 @@ class Trainer:
                              f'by step {step}; {kept}. Lower the learning rate or change the seed.')
 
 
-def train(task: TrainTask, config, ckpt: Checkpointer, logger: MetricLogger,
-          hooks: EpochHooks = EpochHooks()) -> Any:
-  """Runs (or resumes) `task` to `config.num_epochs` (see `Trainer`); returns the final state."""
-  return Trainer(task, config, ckpt, logger, hooks).run()
-
-
 def train_in_workdir(task: TrainTask, config, workdir: Path, hooks: EpochHooks = EpochHooks(),
                      best_metric: str = '', best_mode: str = 'min') -> Any:
-  """`train` with checkpoints in `<workdir>/checkpoints` (the best by `best_metric`, a key of
+  """Runs (or resumes) `task` to `config.num_epochs` (see `Trainer`), with checkpoints in `<workdir>/checkpoints` (the best by `best_metric`, a key of
   `hooks.evaluate`'s metrics, kept besides the latest) and logs in `workdir`."""
   with (contextlib.closing(Checkpointer(Path(workdir) / 'checkpoints', config.keep_checkpoints,
                                         best_metric, best_mode)) as ckpt,
         contextlib.closing(MetricLogger(workdir)) as logger):
-    return train(task, config, ckpt, logger, hooks)
+    return Trainer(task, config, ckpt, logger, hooks).run()

@@ -35,12 +35,9 @@ def checkpoint_meta(config: ml_collections.ConfigDict, experiment: str, *,
           'num_epochs': config.num_epochs}
 
 
-Restored = Found  # A trained state (`.state`) with the step and meta record it was saved with.
-
-
 def restore_trained(workdir: Path, make_state: Callable[[], Any], meta: dict, *,
                     train_command: str, best_metric: str = '',
-                    meta_keys: Sequence[str] | None = None) -> Restored:
+                    meta_keys: Sequence[str] | None = None) -> Found:
   """The newest (with `best_metric`: the best) intact state of `workdir` whose meta fits `meta`
   on `meta_keys` (default all) for use, restored into the shapes of `make_state()` (traced only)
   on this process's first device; without one, a `UserError` suggesting `train_command`."""
