@@ -103,8 +103,7 @@ def main(argv):
         auto=_DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
         num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
         timeout_s=_COORDINATOR_TIMEOUT.value))
-    workdir = workdir_lib.prepare_workdir_for_mode(_WORKDIR.value or f'runs/{_config_name()}',
-                                               _MODE.value)
+    workdir = workdir_lib.prepare_workdir(_WORKDIR.value or f'runs/{_config_name()}', _MODE.value)
     with storage.disk_errors():  # A write that no inner code named still gets one line.
       # run.json (command, commit, machine, versions, wall time) of every run that writes.
       record = (contextlib.nullcontext() if _MODE.value in workdir_lib.READ_ONLY_MODES

@@ -617,13 +617,13 @@ def test_a_read_only_trained_workdir_still_samples_and_eval_is_refused_clearly(e
                                            r'\(EROFS\); the file system is read-only: choose a '
                                            r'writable --out\.'):
       _cgan_sample(ro)  # The default --out is inside the read-only workdir.
-    assert workdir_lib.prepare_workdir_for_mode(str(ro), 'sample') == ro
-    assert workdir_lib.prepare_workdir_for_mode(str(ro), 'predict') == ro
+    assert workdir_lib.prepare_workdir(str(ro), 'sample') == ro
+    assert workdir_lib.prepare_workdir(str(ro), 'predict') == ro
     with pytest.raises(checkpointing.UserError, match=r'--mode=eval writes results there; copy it '
                                                       r'to a writable disk'):
-      workdir_lib.prepare_workdir_for_mode(str(ro), 'eval')
+      workdir_lib.prepare_workdir(str(ro), 'eval')
     with pytest.raises(checkpointing.UserError, match='cannot write to workdir'):
-      workdir_lib.prepare_workdir_for_mode(str(ro), 'train')
+      workdir_lib.prepare_workdir(str(ro), 'train')
 
 
 def test_workdir_and_input_paths_are_refused_in_one_clear_line(tmp_path):
@@ -632,12 +632,12 @@ def test_workdir_and_input_paths_are_refused_in_one_clear_line(tmp_path):
   a_file.write_text('{}')
   for mode in ('train', 'eval'):  # A file given as the workdir (a wrong "extension").
     with pytest.raises(checkpointing.UserError, match=rf'cannot write to workdir {a_file} '):
-      workdir_lib.prepare_workdir_for_mode(str(a_file), mode)
+      workdir_lib.prepare_workdir(str(a_file), mode)
   with pytest.raises(checkpointing.UserError, match=r'cannot write to workdir .*Not a directory'):
-    workdir_lib.prepare_workdir_for_mode(str(a_file / 'run'), 'train')  # Unwritable location.
-  made = workdir_lib.prepare_workdir_for_mode(str(tmp_path / 'new' / 'parents' / 'run'), 'train')
+    workdir_lib.prepare_workdir(str(a_file / 'run'), 'train')  # Unwritable location.
+  made = workdir_lib.prepare_workdir(str(tmp_path / 'new' / 'parents' / 'run'), 'train')
   assert made.is_dir()  # Missing parents are created for the modes that write.
-  assert not workdir_lib.prepare_workdir_for_mode(str(tmp_path / 'typo' / 'run'), 'sample').exists()
+  assert not workdir_lib.prepare_workdir(str(tmp_path / 'typo' / 'run'), 'sample').exists()
   (tmp_path / 'data.npz').write_bytes(b'PK\x03\x04\xff\xfe binary')
   for path, message in ((tmp_path / 'data.npz', r'data\.npz:1: not valid UTF-8 \(byte 0xff\)'),
                         (tmp_path / 'missing' / 'in.txt', r'No such file or directory'),

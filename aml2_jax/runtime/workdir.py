@@ -15,7 +15,7 @@ from aml2_jax.runtime import storage
 READ_ONLY_MODES = ('sample', 'predict', 'summary')
 
 
-def prepare_workdir_for_mode(path: str, mode: str) -> Path:
+def prepare_workdir(path: str, mode: str = 'train') -> Path:
   """`path` absolute, created if needed and checked writable, unless `mode` only reads the
   workdir (so that `sample` and `predict` work on a read-only disk)."""
   workdir = Path(path).expanduser().absolute()

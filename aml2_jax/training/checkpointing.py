@@ -17,7 +17,8 @@ from aml2_jax import console
 from aml2_jax.errors import UserError
 from aml2_jax.runtime import faults, sharding, storage
 from aml2_jax.training import checkpoint_integrity as integrity
-from aml2_jax.training.checkpoint_integrity import DAMAGED_SUFFIX, DamagedCheckpoint, check_compatible
+from aml2_jax.training.checkpoint_integrity import (DAMAGED_SUFFIX, DamagedCheckpoint,
+                                                     check_compatible)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -238,8 +238,9 @@ class Trainer:
 
 def train_in_workdir(task: TrainTask, config, workdir: Path, hooks: EpochHooks = EpochHooks(),
                      best_metric: str = '', best_mode: str = 'min') -> Any:
-  """Runs (or resumes) `task` to `config.num_epochs` (see `Trainer`), with checkpoints in `<workdir>/checkpoints` (the best by `best_metric`, a key of
-  `hooks.evaluate`'s metrics, kept besides the latest) and logs in `workdir`."""
+  """Runs (or resumes) `task` to `config.num_epochs` (see `Trainer`) with checkpoints in
+  `<workdir>/checkpoints` (the best by `best_metric`, a key of `hooks.evaluate`'s metrics, kept
+  besides the latest) and logs in `workdir`; returns the final state."""
   with (contextlib.closing(Checkpointer(Path(workdir) / 'checkpoints', config.keep_checkpoints,
                                         best_metric, best_mode)) as ckpt,
         contextlib.closing(MetricLogger(workdir)) as logger):
