@@ -51,8 +51,9 @@ def split_validation(config, data: fashion_mnist.FashionMnist):
 
 
 def build_task(config: ml_collections.ConfigDict, data: fashion_mnist.FashionMnist):
-  return train_lib.build_task(config, data.train_images, data.train_labels,
-                              train_lib.model_meta(config))
+  """The task the train mode runs: the training images less the validation slice."""
+  (images, labels), _ = split_validation(config, data)
+  return train_lib.build_task(config, images, labels, train_lib.model_meta(config))
 
 
 def param_trees(config: ml_collections.ConfigDict) -> dict:
