@@ -43,7 +43,8 @@ def create_train_state(config: ml_collections.ConfigDict, vocab_size: int,
   ids = jnp.zeros((1, config.data.window), jnp.int32)
   # Jitted: eager init runs the orthogonal initialiser's QR op by op, seconds slower.
   model = make_model(config, vocab_size)
-  return TrainState.create(apply_fn=model.apply, params=jax.jit(model.init)(init_key, ids)['params'],
+  params = jax.jit(model.init)(init_key, ids)['params']
+  return TrainState.create(apply_fn=model.apply, params=params,
                            tx=optim.make_optimizer(config, steps_per_epoch), key=run_key)
 
 
